@@ -1,0 +1,314 @@
+//! The provider chain with JAAS control flags (javax.security.auth.login.Configuration;
+//! OpenJDK `LoginContext.invoke`):
+//!
+//! | flag       | on success                                   | on failure          |
+//! |------------|----------------------------------------------|---------------------|
+//! | REQUIRED   | continue                                     | remember, continue  |
+//! | REQUISITE  | continue                                     | stop: fail          |
+//! | SUFFICIENT | stop: succeed, unless an earlier REQUIRED failed | continue        |
+//! | OPTIONAL   | continue                                     | continue            |
+//!
+//! Overall: every REQUIRED and REQUISITE provider that ran must succeed; with none configured,
+//! at least one SUFFICIENT or OPTIONAL must succeed; a chain where every provider was
+//! `NotApplicable` ("ignored") fails.
+//!
+//! Tessera's addition: when the chain fails and it would have succeeded had every *unavailable*
+//! provider succeeded, the result is [`Decision::Unavailable`] — the user is told to try later and
+//! nothing is counted against the account. Only a failure with no such excuse is a denial.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Map;
+
+use super::{AuthProvider, Outcome, PasswordCredentials, Principal};
+use crate::detail;
+use crate::trace::Trace;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ControlFlag {
+    Required,
+    Requisite,
+    Sufficient,
+    Optional,
+}
+
+impl ControlFlag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Required => "REQUIRED",
+            Self::Requisite => "REQUISITE",
+            Self::Sufficient => "SUFFICIENT",
+            Self::Optional => "OPTIONAL",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ChainEntry {
+    pub flag: ControlFlag,
+    pub provider: Arc<dyn AuthProvider>,
+}
+
+/// The chain's verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Authenticated(Principal),
+    /// A genuine rejection. `credential_failure` is true when it was caused by a bad password,
+    /// unknown user or empty password (what lockout counts); false for account-state denials.
+    Denied {
+        outcome: Outcome,
+        provider: String,
+        credential_failure: bool,
+    },
+    /// Could not decide because a provider was unavailable.
+    Unavailable { provider: String, cause: String, host: Option<String> },
+}
+
+/// The verdict plus what each provider answered, in order (providers not run are absent).
+#[derive(Debug, Clone)]
+pub struct ChainResult {
+    pub decision: Decision,
+    pub outcomes: Vec<(String, ControlFlag, Outcome)>,
+}
+
+#[derive(Clone, Default)]
+pub struct Chain {
+    entries: Vec<ChainEntry>,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.entries
+                    .iter()
+                    .map(|e| format!("{}:{}", e.provider.name(), e.flag.as_str())),
+            )
+            .finish()
+    }
+}
+
+/// Where the pure evaluation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Success,
+    /// Index of the outcome that decides the failure.
+    Failure(usize),
+    /// Every provider was NotApplicable.
+    AllIgnored,
+}
+
+/// Pure JAAS evaluation over a sequence of (flag, succeeded?) results; `None` = ignored.
+/// Returns the verdict and how many entries were consumed (the rest would not be run).
+pub fn evaluate(results: &[(ControlFlag, Option<bool>)]) -> (Verdict, usize) {
+    let mut first_required_err: Option<usize> = None;
+    let mut first_err: Option<usize> = None;
+    let mut success = false;
+    for (i, (flag, result)) in results.iter().enumerate() {
+        match result {
+            None => {}
+            Some(true) => {
+                if *flag == ControlFlag::Sufficient && first_required_err.is_none() {
+                    return (Verdict::Success, i + 1);
+                }
+                success = true;
+            }
+            Some(false) => match flag {
+                ControlFlag::Requisite => {
+                    return (Verdict::Failure(first_required_err.unwrap_or(i)), i + 1);
+                }
+                ControlFlag::Required => {
+                    first_required_err.get_or_insert(i);
+                }
+                ControlFlag::Sufficient | ControlFlag::Optional => {
+                    first_err.get_or_insert(i);
+                }
+            },
+        }
+    }
+    let n = results.len();
+    if let Some(i) = first_required_err {
+        (Verdict::Failure(i), n)
+    } else if !success {
+        match first_err {
+            Some(i) => (Verdict::Failure(i), n),
+            None => (Verdict::AllIgnored, n),
+        }
+    } else {
+        (Verdict::Success, n)
+    }
+}
+
+fn as_result(o: &Outcome) -> Option<bool> {
+    match o {
+        Outcome::Authenticated(_) => Some(true),
+        Outcome::NotApplicable => None,
+        _ => Some(false),
+    }
+}
+
+impl Chain {
+    pub fn new(entries: Vec<ChainEntry>) -> Self {
+        Self { entries }
+    }
+
+    pub fn entries(&self) -> &[ChainEntry] {
+        &self.entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Run the providers in order, stopping where JAAS stops.
+    pub async fn authenticate(
+        &self,
+        credentials: &PasswordCredentials,
+        trace: &mut Trace,
+    ) -> ChainResult {
+        let mut results: Vec<(ControlFlag, Option<bool>)> = Vec::with_capacity(self.entries.len());
+        let mut outcomes: Vec<(String, ControlFlag, Outcome)> = Vec::with_capacity(self.entries.len());
+        for entry in &self.entries {
+            let name = entry.provider.name().to_owned();
+            let outcome = entry.provider.authenticate(credentials, trace).await;
+            trace.step("chain", format!("provider:{name}"), outcome.label(), || {
+                let mut d = detail! { "flag" => entry.flag.as_str(), "kind" => entry.provider.kind() };
+                if let Outcome::Unavailable { cause, host } = &outcome {
+                    d.insert("cause".into(), cause.clone().into());
+                    if let Some(h) = host {
+                        d.insert("host".into(), h.clone().into());
+                    }
+                }
+                d
+            });
+            results.push((entry.flag, as_result(&outcome)));
+            outcomes.push((name, entry.flag, outcome));
+            if Self::stops_here(&results) {
+                break;
+            }
+        }
+        let decision = decide(&results, &outcomes, self.entries.len());
+        trace.step("chain", "decision", decision_label(&decision), Map::new);
+        ChainResult { decision, outcomes }
+    }
+
+    fn stops_here(results: &[(ControlFlag, Option<bool>)]) -> bool {
+        let Some((flag, last)) = results.last() else {
+            return false;
+        };
+        match (flag, last) {
+            (ControlFlag::Requisite, Some(false)) => true,
+            (ControlFlag::Sufficient, Some(true)) => !results[..results.len() - 1]
+                .iter()
+                .any(|(f, r)| *f == ControlFlag::Required && *r == Some(false)),
+            _ => false,
+        }
+    }
+}
+
+fn decision_label(d: &Decision) -> &'static str {
+    match d {
+        Decision::Authenticated(_) => "authenticated",
+        Decision::Denied { .. } => "denied",
+        Decision::Unavailable { .. } => "unavailable",
+    }
+}
+
+/// Decide from the outcomes of the providers that ran (`total` = providers in the chain).
+fn decide(
+    results: &[(ControlFlag, Option<bool>)],
+    outcomes: &[(String, ControlFlag, Outcome)],
+    total: usize,
+) -> Decision {
+    let (verdict, _) = evaluate(results);
+    match verdict {
+        Verdict::Success => Decision::Authenticated(merge_principals(outcomes)),
+        Verdict::AllIgnored => Decision::Denied {
+            outcome: Outcome::NotApplicable,
+            provider: String::new(),
+            credential_failure: false,
+        },
+        Verdict::Failure(i) => {
+            // Would the chain have succeeded had every unavailable provider succeeded? If the
+            // chain stopped early on an unavailable REQUISITE, later providers never ran: the
+            // answer is unknown, so that counts as unavailable too.
+            let first_unavailable = outcomes
+                .iter()
+                .find(|(_, _, o)| matches!(o, Outcome::Unavailable { .. }));
+            if let Some((name, _, Outcome::Unavailable { cause, host })) = first_unavailable {
+                let hypothetical: Vec<_> = results
+                    .iter()
+                    .zip(outcomes)
+                    .map(|((f, r), (_, _, o))| {
+                        if matches!(o, Outcome::Unavailable { .. }) { (*f, Some(true)) } else { (*f, *r) }
+                    })
+                    .collect();
+                let stopped_early = outcomes.len() < total;
+                let (hv, _) = evaluate(&hypothetical);
+                if hv == Verdict::Success || (stopped_early && ends_on_unavailable(outcomes)) {
+                    return Decision::Unavailable {
+                        provider: name.clone(),
+                        cause: cause.clone(),
+                        host: host.clone(),
+                    };
+                }
+            }
+            let (name, _, outcome) = &outcomes[i];
+            // A credential failure anywhere among the failed providers makes it one for lockout,
+            // unless an account-state answer shows the password was right.
+            let any_state = outcomes.iter().any(|(_, _, o)| matches!(o, Outcome::AccountState(_)));
+            let credential_failure =
+                !any_state && outcomes.iter().any(|(_, _, o)| o.is_credential_failure());
+            Decision::Denied {
+                outcome: outcome.clone(),
+                provider: name.clone(),
+                credential_failure,
+            }
+        }
+    }
+}
+
+fn ends_on_unavailable(outcomes: &[(String, ControlFlag, Outcome)]) -> bool {
+    matches!(outcomes.last(), Some((_, _, Outcome::Unavailable { .. })))
+}
+
+/// Merge the principals of all successful providers. The first (in chain order) supplies the
+/// subject, username and provider; for each other single-valued attribute the first provider
+/// that has it wins; groups and `amr` are the ordered union.
+pub fn merge_principals(outcomes: &[(String, ControlFlag, Outcome)]) -> Principal {
+    let mut merged: Option<Principal> = None;
+    for (_, _, o) in outcomes {
+        let Outcome::Authenticated(p) = o else { continue };
+        match merged.as_mut() {
+            None => merged = Some(p.clone()),
+            Some(m) => {
+                m.name = m.name.take().or_else(|| p.name.clone());
+                m.given_name = m.given_name.take().or_else(|| p.given_name.clone());
+                m.family_name = m.family_name.take().or_else(|| p.family_name.clone());
+                if m.email.is_none() {
+                    m.email = p.email.clone();
+                    m.email_verified = p.email_verified;
+                }
+                for g in &p.groups {
+                    if !m.groups.contains(g) {
+                        m.groups.push(g.clone());
+                    }
+                }
+                for a in &p.amr {
+                    if !m.amr.contains(a) {
+                        m.amr.push(a.clone());
+                    }
+                }
+                for (k, v) in &p.attributes {
+                    m.attributes.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+    }
+    merged.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

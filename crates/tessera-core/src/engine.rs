@@ -1,0 +1,191 @@
+//! The engine: everything a request needs (settings, store, keys, master key, clock, chain),
+//! and the entry points the HTTP edge calls. One call per request: the edge extracts, calls
+//! the engine, and maps the result to the wire.
+
+use std::sync::Arc;
+
+use crate::authn::Chain;
+use crate::clock::{SharedClock, UnixTime};
+use crate::error::{OAuthError, OAuthResult};
+use crate::keys::KeyManager;
+use crate::model::{AuthMethod, Client};
+use crate::oauth::client_auth::{self, PresentedClient};
+use crate::oauth::params::Params;
+use crate::oauth::scope::Scope;
+use crate::oauth::{RequestContext, TokenResponse, grant_type};
+use crate::secrets::{MasterKey, PasswordHasher};
+use crate::settings::Settings;
+use crate::store::Store;
+
+pub struct Engine {
+    pub settings: Arc<Settings>,
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeyManager>,
+    pub master: MasterKey,
+    pub clock: SharedClock,
+    pub passwords: PasswordHasher,
+    pub chain: Chain,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("issuer", &self.settings.issuer).finish_non_exhaustive()
+    }
+}
+
+/// A client that proved who it is (or a public client identified by `client_id`).
+#[derive(Debug, Clone)]
+pub struct AuthenticatedClient {
+    pub client: Client,
+    pub method: AuthMethod,
+}
+
+/// Which endpoint is authenticating the client (assertion audiences may differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Token,
+    Introspection,
+    Revocation,
+}
+
+impl Engine {
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    /// The scopes a client may request: its registered `scope`, else everything supported.
+    pub fn client_scope(&self, client: &Client) -> Scope {
+        match &client.scope {
+            Some(s) => Scope::parse(s).unwrap_or_default(),
+            None => Scope::from_tokens(self.settings.scopes_supported.iter().cloned()),
+        }
+    }
+
+    /// RFC 8707 `resource` → access token audience (absolute URI without fragment).
+    pub fn resource_audience(&self, params: &Params) -> OAuthResult<Option<String>> {
+        let Some(resource) = params.get("resource") else { return Ok(None) };
+        match url::Url::parse(resource) {
+            Ok(u) if u.fragment().is_none() => Ok(Some(resource.to_owned())),
+            _ => Err(OAuthError::new(
+                crate::error::ErrorCode::InvalidRequest,
+                "resource must be an absolute URI without a fragment (RFC 8707 §2)",
+            )),
+        }
+    }
+
+    /// Authenticate the caller of an endpoint (RFC 6749 §2.3, §3.2.1).
+    /// `required = false` admits public clients identified by `client_id` only.
+    pub async fn authenticate_client(
+        &self,
+        presented: &PresentedClient,
+        endpoint: Endpoint,
+        ctx: &RequestContext,
+    ) -> OAuthResult<AuthenticatedClient> {
+        let now = self.now();
+        let challenge = presented.challenge();
+        if let PresentedClient::Assertion { client_id, assertion } = presented {
+            return self
+                .authenticate_client_assertion(client_id.as_deref(), assertion, endpoint, ctx, now)
+                .await;
+        }
+        let Some(client_id) = presented.client_id_hint() else {
+            return Err(OAuthError::invalid_client("client authentication is required").with_challenge(challenge));
+        };
+        let client = match self.store.get_client(client_id).await? {
+            Some(c) if !c.disabled => c,
+            Some(_) => {
+                return Err(OAuthError::invalid_client("client authentication failed")
+                    .with_cause(format!("client '{client_id}' is disabled"))
+                    .with_challenge(challenge));
+            }
+            None => {
+                // Same work as a real check: no timing difference for unknown ids.
+                let _ = self.master.verify_client_secret("", "");
+                return Err(OAuthError::invalid_client("client authentication failed")
+                    .with_cause(format!("unknown client '{client_id}'"))
+                    .with_challenge(challenge));
+            }
+        };
+        client_auth::check_method(&client, presented)?;
+        match presented {
+            PresentedClient::Basic { secret, .. } | PresentedClient::Post { secret, .. } => {
+                let Some(hash) = client.secret_hash.as_deref() else {
+                    return Err(OAuthError::invalid_client("client authentication failed")
+                        .with_cause("client has no secret")
+                        .with_challenge(challenge));
+                };
+                if !self.master.verify_client_secret(secret.expose(), hash) {
+                    return Err(OAuthError::invalid_client("client authentication failed")
+                        .with_cause(format!("wrong secret for client '{client_id}'"))
+                        .with_challenge(challenge));
+                }
+                // RFC 7591 §3.2.1: 0 means the secret never expires.
+                if client.client_secret_expires_at != 0 && client.client_secret_expires_at <= now {
+                    return Err(OAuthError::invalid_client("client secret has expired").with_challenge(challenge));
+                }
+                let method = client.token_endpoint_auth_method;
+                Ok(AuthenticatedClient { client, method })
+            }
+            PresentedClient::Anonymous { .. } => Ok(AuthenticatedClient { client, method: AuthMethod::None }),
+            PresentedClient::Assertion { .. } => Err(OAuthError::server_error("unreachable: assertion handled above")),
+        }
+    }
+
+    /// Client assertions (`private_key_jwt`, `client_secret_jwt`): see `crate::assertion`.
+    async fn authenticate_client_assertion(
+        &self,
+        client_id: Option<&str>,
+        assertion: &str,
+        endpoint: Endpoint,
+        ctx: &RequestContext,
+        now: UnixTime,
+    ) -> OAuthResult<AuthenticatedClient> {
+        crate::assertion::authenticate_client(self, client_id, assertion, endpoint, ctx, now).await
+    }
+
+    /// The token endpoint (RFC 6749 §3.2): common checks, then one grant.
+    pub async fn token(
+        &self,
+        authorization: Option<&str>,
+        params: &Params,
+        ctx: &RequestContext,
+    ) -> OAuthResult<TokenResponse> {
+        let gt = params.require("grant_type")?;
+        if !grant_type::ALL.contains(&gt) {
+            return Err(OAuthError::new(
+                crate::error::ErrorCode::UnsupportedGrantType,
+                format!("grant_type '{gt}' is not supported"),
+            ));
+        }
+        let presented = client_auth::extract(authorization, params)?;
+        // RFC 7523 §3.1: client authentication is optional for the jwt-bearer grant.
+        let client = if gt == grant_type::JWT_BEARER
+            && matches!(presented, PresentedClient::Anonymous { client_id: None })
+        {
+            None
+        } else {
+            let c = self.authenticate_client(&presented, Endpoint::Token, ctx).await?;
+            if !c.client.allows_grant(gt) {
+                return Err(OAuthError::unauthorized_client(format!(
+                    "client '{}' is not allowed to use grant_type '{gt}'",
+                    c.client.client_id
+                )));
+            }
+            Some(c)
+        };
+        let now = self.now();
+        match (gt, client) {
+            (grant_type::CLIENT_CREDENTIALS, Some(c)) => self.grant_client_credentials(&c.client, params, now).await,
+            (grant_type::JWT_BEARER, c) => {
+                crate::assertion::grant_jwt_bearer(self, c.as_ref().map(|c| &c.client), params, ctx, now).await
+            }
+            (grant_type::AUTHORIZATION_CODE, Some(c)) => {
+                crate::interactive::grant_authorization_code(self, &c.client, params, now).await
+            }
+            (grant_type::REFRESH_TOKEN, Some(c)) => {
+                crate::interactive::grant_refresh_token(self, &c.client, params, now).await
+            }
+            _ => Err(OAuthError::invalid_client("client authentication is required")),
+        }
+    }
+}
