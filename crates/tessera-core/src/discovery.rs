@@ -51,10 +51,10 @@ impl Engine {
             "backchannel_logout_session_supported": true,
             "frontchannel_logout_supported": false,
         });
-        if s.registration_initial_access_token.is_some() {
-            if let Some(m) = doc.as_object_mut() {
-                m.insert("registration_endpoint".into(), json!(e(paths::REGISTER)));
-            }
+        if s.registration_initial_access_token.is_some()
+            && let Some(m) = doc.as_object_mut()
+        {
+            m.insert("registration_endpoint".into(), json!(e(paths::REGISTER)));
         }
         doc
     }

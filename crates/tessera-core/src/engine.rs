@@ -8,6 +8,7 @@ use crate::authn::Chain;
 use crate::clock::{SharedClock, UnixTime};
 use crate::error::{OAuthError, OAuthResult};
 use crate::keys::KeyManager;
+use crate::lockout::{AttemptOutcome, ClientAuthFailure};
 use crate::model::{AuthMethod, Client};
 use crate::oauth::client_auth::{self, PresentedClient};
 use crate::oauth::params::Params;
@@ -25,6 +26,14 @@ pub struct Engine {
     pub clock: SharedClock,
     pub passwords: PasswordHasher,
     pub chain: Chain,
+    /// Delivers back-channel logout tokens (the HTTP sender lives in tessera-http).
+    pub backchannel: Arc<dyn crate::interactive::BackchannelSender>,
+    /// Keys for client and grant assertions: parsed inline keys and cached `jwks_uri`
+    /// documents. `Engine::new` sets one without a network source; the binary replaces it with
+    /// `JwksCache::new(Some(source))` to enable `jwks_uri`.
+    pub jwks: crate::assertion::JwksCache,
+    /// Soft-lockout counters (see `crate::lockout`), exported on `/metrics`.
+    pub lockout_metrics: Arc<crate::lockout::LockoutMetrics>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -48,7 +57,34 @@ pub enum Endpoint {
     Revocation,
 }
 
+/// What an [`Engine`] is built from; fields added to the engine later get defaults in
+/// [`Engine::new`], so callers keep compiling.
+pub struct EngineParts {
+    pub settings: Arc<Settings>,
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeyManager>,
+    pub master: MasterKey,
+    pub clock: SharedClock,
+    pub passwords: PasswordHasher,
+    pub chain: Chain,
+}
+
 impl Engine {
+    pub fn new(p: EngineParts) -> Self {
+        Self {
+            settings: p.settings,
+            store: p.store,
+            keys: p.keys,
+            master: p.master,
+            clock: p.clock,
+            passwords: p.passwords,
+            chain: p.chain,
+            backchannel: Arc::new(crate::interactive::NoBackchannel),
+            jwks: crate::assertion::JwksCache::default(),
+            lockout_metrics: Arc::default(),
+        }
+    }
+
     pub fn now(&self) -> UnixTime {
         self.clock.now()
     }
@@ -75,35 +111,92 @@ impl Engine {
 
     /// Authenticate the caller of an endpoint (RFC 6749 §2.3, §3.2.1).
     /// `required = false` admits public clients identified by `client_id` only.
+    /// Presented credentials go through the client soft lockout (`crate::lockout`), keyed by
+    /// (`client_id`, source address) by default: a locked key is refused before any check, and
+    /// only genuine credential rejections are counted.
     pub async fn authenticate_client(
         &self,
         presented: &PresentedClient,
         endpoint: Endpoint,
         ctx: &RequestContext,
     ) -> OAuthResult<AuthenticatedClient> {
+        let Some(key) = self.client_lockout_key(presented, ctx) else {
+            return self
+                .authenticate_client_unguarded(presented, endpoint, ctx)
+                .await
+                .map_err(|f| f.error);
+        };
+        let attempt = self
+            .client_lockout_begin(key, presented.challenge(), ctx)
+            .await?;
+        let result = self
+            .authenticate_client_unguarded(presented, endpoint, ctx)
+            .await;
+        let outcome = match &result {
+            Ok(_) => AttemptOutcome::Success,
+            Err(f) if f.counts => AttemptOutcome::CredentialFailure,
+            Err(_) => AttemptOutcome::Neutral,
+        };
+        self.client_lockout_finish(attempt, outcome, ctx).await;
+        result.map_err(|f| f.error)
+    }
+
+    async fn authenticate_client_unguarded(
+        &self,
+        presented: &PresentedClient,
+        endpoint: Endpoint,
+        ctx: &RequestContext,
+    ) -> Result<AuthenticatedClient, ClientAuthFailure> {
         let now = self.now();
         let challenge = presented.challenge();
-        if let PresentedClient::Assertion { client_id, assertion } = presented {
+        if let PresentedClient::Assertion {
+            client_id,
+            assertion,
+        } = presented
+        {
             return self
                 .authenticate_client_assertion(client_id.as_deref(), assertion, endpoint, ctx, now)
-                .await;
+                .await
+                .map_err(|e| {
+                    // A key source that could not be fetched is an outage, not a bad credential.
+                    let outage = e
+                        .description
+                        .as_deref()
+                        .is_some_and(|d| d.starts_with("could not fetch"));
+                    ClientAuthFailure {
+                        counts: e.code == crate::error::ErrorCode::InvalidClient && !outage,
+                        error: e,
+                    }
+                });
         }
         let Some(client_id) = presented.client_id_hint() else {
-            return Err(OAuthError::invalid_client("client authentication is required").with_challenge(challenge));
+            return Err(
+                OAuthError::invalid_client("client authentication is required")
+                    .with_challenge(challenge)
+                    .into(),
+            );
         };
-        let client = match self.store.get_client(client_id).await? {
+        let client = match self
+            .store
+            .get_client(client_id)
+            .await
+            .map_err(OAuthError::from)?
+        {
             Some(c) if !c.disabled => c,
             Some(_) => {
                 return Err(OAuthError::invalid_client("client authentication failed")
                     .with_cause(format!("client '{client_id}' is disabled"))
-                    .with_challenge(challenge));
+                    .with_challenge(challenge)
+                    .into());
             }
             None => {
                 // Same work as a real check: no timing difference for unknown ids.
                 let _ = self.master.verify_client_secret("", "");
-                return Err(OAuthError::invalid_client("client authentication failed")
+                let e = OAuthError::invalid_client("client authentication failed")
                     .with_cause(format!("unknown client '{client_id}'"))
-                    .with_challenge(challenge));
+                    .with_challenge(challenge);
+                // Counted like a wrong secret, so a lock reveals nothing about which ids exist.
+                return Err(ClientAuthFailure::counted(e));
             }
         };
         client_auth::check_method(&client, presented)?;
@@ -112,22 +205,32 @@ impl Engine {
                 let Some(hash) = client.secret_hash.as_deref() else {
                     return Err(OAuthError::invalid_client("client authentication failed")
                         .with_cause("client has no secret")
-                        .with_challenge(challenge));
+                        .with_challenge(challenge)
+                        .into());
                 };
                 if !self.master.verify_client_secret(secret.expose(), hash) {
-                    return Err(OAuthError::invalid_client("client authentication failed")
-                        .with_cause(format!("wrong secret for client '{client_id}'"))
-                        .with_challenge(challenge));
+                    return Err(ClientAuthFailure::counted(
+                        OAuthError::invalid_client("client authentication failed")
+                            .with_cause(format!("wrong secret for client '{client_id}'"))
+                            .with_challenge(challenge),
+                    ));
                 }
                 // RFC 7591 §3.2.1: 0 means the secret never expires.
                 if client.client_secret_expires_at != 0 && client.client_secret_expires_at <= now {
-                    return Err(OAuthError::invalid_client("client secret has expired").with_challenge(challenge));
+                    return Err(OAuthError::invalid_client("client secret has expired")
+                        .with_challenge(challenge)
+                        .into());
                 }
                 let method = client.token_endpoint_auth_method;
                 Ok(AuthenticatedClient { client, method })
             }
-            PresentedClient::Anonymous { .. } => Ok(AuthenticatedClient { client, method: AuthMethod::None }),
-            PresentedClient::Assertion { .. } => Err(OAuthError::server_error("unreachable: assertion handled above")),
+            PresentedClient::Anonymous { .. } => Ok(AuthenticatedClient {
+                client,
+                method: AuthMethod::None,
+            }),
+            PresentedClient::Assertion { .. } => {
+                Err(OAuthError::server_error("unreachable: assertion handled above").into())
+            }
         }
     }
 

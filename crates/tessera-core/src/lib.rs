@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod interactive;
 pub mod keys;
+pub mod lockout;
 pub mod model;
 pub mod oauth;
 pub mod registration;
@@ -20,6 +21,8 @@ pub mod secret;
 pub mod secrets;
 pub mod settings;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod trace;
 
 pub use engine::Engine;

@@ -201,6 +201,8 @@ pub struct AuthCode {
     pub expires_at: UnixTime,
 }
 
+// Returned once per redemption and matched at once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum CodeRedemption {
     /// First use: the code is now consumed.
@@ -223,6 +225,7 @@ pub struct RefreshToken {
     pub claims: Map<String, Value>,
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum RefreshRotation {
     /// The old token is now spent and the new one stored.

@@ -4,6 +4,7 @@
 
 use tessera_jose::Algorithm;
 
+use crate::lockout::{ClientLockoutScope, LockoutPolicy};
 use crate::secret::Secret;
 
 /// How the `aud` of a client-authentication JWT must identify this server.
@@ -59,6 +60,23 @@ pub struct Settings {
     pub max_jwt_bytes: usize,
     /// Development only: allow http:// redirect URIs for non-loopback hosts.
     pub dangerous_allow_http_redirects: bool,
+    /// Soft lockout of end users (password logins), keyed by the submitted username. Default
+    /// [`LockoutPolicy::users`]: threshold 5 (the 5th failure locks), window 5 min, lock 30 min.
+    pub user_lockout: LockoutPolicy,
+    /// Soft lockout of clients / service accounts (failed secret or assertion authentication).
+    /// Default [`LockoutPolicy::clients`]: threshold 10, window 5 min, lock 15 min.
+    pub client_lockout: LockoutPolicy,
+    /// What the client policy keys on. Default (`client_id`, source address).
+    pub client_lockout_scope: ClientLockoutScope,
+    /// Bearer token of the admin API (`/admin/...`); the API answers 404 when unset. Default none.
+    pub admin_token: Option<Secret>,
+    /// External issuers whose JWTs the jwt-bearer grant accepts (RFC 7523 §2.1; see
+    /// `crate::assertion::trust`). Default: none.
+    pub trusted_issuers: Vec<crate::assertion::TrustedIssuer>,
+    /// Accept `aud` = `https://oauth2.googleapis.com/token` in grant assertions signed with a
+    /// service-account key this server issued (google-auth hard-codes that audience). Never for
+    /// trusted issuers. Default true.
+    pub accept_google_audience: bool,
 }
 
 impl Settings {
@@ -85,6 +103,12 @@ impl Settings {
             max_body_bytes: 64 * 1024,
             max_jwt_bytes: 16 * 1024,
             dangerous_allow_http_redirects: false,
+            user_lockout: LockoutPolicy::users(),
+            client_lockout: LockoutPolicy::clients(),
+            client_lockout_scope: ClientLockoutScope::ClientAndSource,
+            admin_token: None,
+            trusted_issuers: Vec::new(),
+            accept_google_audience: true,
         }
     }
 

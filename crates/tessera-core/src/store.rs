@@ -7,6 +7,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::clock::UnixTime;
+use crate::lockout::{
+    Admission, AttemptOutcome, LockoutKey, LockoutKind, LockoutPolicy, LockoutRecord, Settled,
+};
 use crate::model::{
     AuthCode, Client, CodeRedemption, Grant, KeyRecord, RefreshRotation, RefreshToken, Session,
     User,
@@ -126,10 +129,65 @@ pub trait MetaStore: Send + Sync {
     async fn put_meta(&self, key: &str, value: &Value) -> StoreResult<()>;
 }
 
+/// Soft-lockout state (see [`crate::lockout`]). The store applies the pure transitions of
+/// [`crate::lockout`] to one key's record under a lock (one transaction, the row or key locked
+/// for its duration), so concurrent attempts on every node see each other's reservations.
+#[async_trait]
+pub trait LockoutStore: Send + Sync {
+    /// Atomically apply [`crate::lockout::begin_attempt`] to `key`'s record; returns the admission and
+    /// the record as stored afterwards.
+    async fn lockout_begin_attempt(
+        &self,
+        policy: &LockoutPolicy,
+        key: &LockoutKey,
+        now: UnixTime,
+    ) -> StoreResult<(Admission, Option<LockoutRecord>)>;
+    /// Atomically apply [`crate::lockout::finish_attempt`] to `key`'s record.
+    async fn lockout_finish_attempt(
+        &self,
+        policy: &LockoutPolicy,
+        key: &LockoutKey,
+        reserved: bool,
+        outcome: AttemptOutcome,
+        source: Option<&str>,
+        now: UnixTime,
+    ) -> StoreResult<(Settled, Option<LockoutRecord>)>;
+    /// The records of a name (a client scoped by source has one per source address).
+    async fn lockout_find(&self, kind: LockoutKind, name: &str) -> StoreResult<Vec<LockoutRecord>>;
+    /// Every record that has not expired at `now`, ordered by kind and name.
+    async fn lockout_list(&self, now: UnixTime) -> StoreResult<Vec<LockoutRecord>>;
+    /// Delete the records of a name (an administrator's unlock); returns what was deleted.
+    async fn lockout_clear(&self, kind: LockoutKind, name: &str)
+    -> StoreResult<Vec<LockoutRecord>>;
+    /// Delete records that carry no information any more; returns how many.
+    async fn lockout_collect_expired(&self, now: UnixTime) -> StoreResult<u64>;
+
+    /// Read-only: the lock on `key` if it is locked at `now`.
+    async fn lockout_check_locked(
+        &self,
+        key: &LockoutKey,
+        now: UnixTime,
+    ) -> StoreResult<Option<LockoutRecord>> {
+        let id = key.id();
+        Ok(self
+            .lockout_find(key.kind, &key.name)
+            .await?
+            .into_iter()
+            .find(|r| r.key.id() == id && r.is_locked(now)))
+    }
+}
+
 /// The whole store, as the server holds it (`Arc<dyn Store>`).
 #[async_trait]
 pub trait Store:
-    ClientStore + UserStore + KeyStore + GrantStore + SessionStore + ReplayStore + MetaStore
+    ClientStore
+    + UserStore
+    + KeyStore
+    + GrantStore
+    + SessionStore
+    + ReplayStore
+    + MetaStore
+    + LockoutStore
 {
     /// "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
@@ -137,6 +195,7 @@ pub trait Store:
     async fn ping(&self) -> StoreResult<()>;
     /// The applied schema version and the one this build expects.
     async fn schema_version(&self) -> StoreResult<(i64, i64)>;
-    /// Delete expired codes, tokens, sessions and replay entries; returns rows removed.
+    /// Delete expired codes, tokens, sessions, replay entries and lockout records; returns rows
+    /// removed.
     async fn collect_garbage(&self, now: UnixTime) -> StoreResult<u64>;
 }

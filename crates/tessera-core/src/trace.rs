@@ -116,10 +116,10 @@ impl TraceHandle {
         outcome: impl Into<String>,
         detail: impl FnOnce() -> Map<String, Value>,
     ) {
-        if let Some(t) = &self.0 {
-            if let Ok(mut t) = t.lock() {
-                t.step(component, step, outcome, detail);
-            }
+        if let Some(t) = &self.0
+            && let Ok(mut t) = t.lock()
+        {
+            t.step(component, step, outcome, detail);
         }
     }
     /// Run `f` with the inner trace (or a disabled one when off).

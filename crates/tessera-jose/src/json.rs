@@ -19,7 +19,10 @@ pub(crate) enum JsonError {
 
 /// Parses `bytes` as a JSON object, rejecting duplicate names at any level
 /// and nesting deeper than `max_depth` (the top-level object is depth 1).
-pub(crate) fn parse_object(bytes: &[u8], max_depth: usize) -> Result<Map<String, Value>, JsonError> {
+pub(crate) fn parse_object(
+    bytes: &[u8],
+    max_depth: usize,
+) -> Result<Map<String, Value>, JsonError> {
     let flag = Cell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let seed = ValueSeed {
@@ -145,7 +148,10 @@ mod tests {
 
     #[test]
     fn rejects_duplicates_at_any_level() {
-        assert_eq!(parse_object(br#"{"a":1,"a":2}"#, 16), Err(JsonError::Duplicate));
+        assert_eq!(
+            parse_object(br#"{"a":1,"a":2}"#, 16),
+            Err(JsonError::Duplicate)
+        );
         assert_eq!(
             parse_object(br#"{"x":{"a":1,"a":1}}"#, 16),
             Err(JsonError::Duplicate)
@@ -164,13 +170,19 @@ mod tests {
         assert_eq!(parse_object(b"{} x", 16), Err(JsonError::Syntax));
         assert_eq!(parse_object(b"{", 16), Err(JsonError::Syntax));
         assert_eq!(parse_object(b"\xef\xbb\xbf{}", 16), Err(JsonError::Syntax));
-        assert_eq!(parse_object(br#"{"a":"\ud800"}"#, 16), Err(JsonError::Syntax));
+        assert_eq!(
+            parse_object(br#"{"a":"\ud800"}"#, 16),
+            Err(JsonError::Syntax)
+        );
     }
 
     #[test]
     fn depth_limit() {
         assert!(parse_object(br#"{"a":{"b":[1]}}"#, 3).is_ok());
-        assert_eq!(parse_object(br#"{"a":{"b":[1]}}"#, 2), Err(JsonError::TooDeep));
+        assert_eq!(
+            parse_object(br#"{"a":{"b":[1]}}"#, 2),
+            Err(JsonError::TooDeep)
+        );
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(500), "]".repeat(500));
         assert_eq!(parse_object(deep.as_bytes(), 16), Err(JsonError::TooDeep));
     }

@@ -97,9 +97,19 @@ impl From<RawJwk> for Jwk {
 
 /// Canonical RFC 7638 §3.2 input: required members, lexicographic order, no whitespace.
 pub(crate) enum ThumbprintInput<'a> {
-    Rsa { e: &'a str, n: &'a str },
-    Ec { crv: &'a str, x: &'a str, y: &'a str },
-    Okp { crv: &'a str, x: &'a str },
+    Rsa {
+        e: &'a str,
+        n: &'a str,
+    },
+    Ec {
+        crv: &'a str,
+        x: &'a str,
+        y: &'a str,
+    },
+    Okp {
+        crv: &'a str,
+        x: &'a str,
+    },
 }
 
 impl ThumbprintInput<'_> {
@@ -111,7 +121,12 @@ impl ThumbprintInput<'_> {
                 format!(r#"{{"e":{},"kty":"RSA","n":{}}}"#, q(e), q(n))
             }
             ThumbprintInput::Ec { crv, x, y } => {
-                format!(r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#, q(crv), q(x), q(y))
+                format!(
+                    r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#,
+                    q(crv),
+                    q(x),
+                    q(y)
+                )
             }
             ThumbprintInput::Okp { crv, x } => {
                 format!(r#"{{"crv":{},"kty":"OKP","x":{}}}"#, q(crv), q(x))
@@ -143,7 +158,8 @@ impl Jwk {
         if bytes.len() > JwkSet::DEFAULT_MAX_BYTES {
             return Err(Error::TooLarge);
         }
-        let map = json::parse_object(bytes, 4).map_err(|_| Error::Malformed("JWK is not a valid JSON object"))?;
+        let map = json::parse_object(bytes, 4)
+            .map_err(|_| Error::Malformed("JWK is not a valid JSON object"))?;
         Jwk::deserialize(&serde_json::Value::Object(map))
             .map_err(|_| Error::Malformed("JWK member has the wrong type"))
     }
@@ -161,7 +177,13 @@ impl Jwk {
             return false;
         }
         let crv_ok = match alg.key_type() {
-            KeyType::Ec => self.crv.as_deref().and_then(EcCurve::from_crv).map(EcCurve::alg) == Some(alg),
+            KeyType::Ec => {
+                self.crv
+                    .as_deref()
+                    .and_then(EcCurve::from_crv)
+                    .map(EcCurve::alg)
+                    == Some(alg)
+            }
             KeyType::Okp => self.crv.as_deref() == Some("Ed25519"),
             _ => true,
         };
@@ -189,7 +211,9 @@ impl Jwk {
             .as_ref()
             .is_some_and(|ops| !ops.iter().any(|o| o == "verify"))
         {
-            return Err(Error::InvalidKey("JWK key_ops does not include verify".into()));
+            return Err(Error::InvalidKey(
+                "JWK key_ops does not include verify".into(),
+            ));
         }
         let alg = match self.alg.as_deref() {
             Some(a) => Some(a.parse::<Algorithm>()?),
@@ -203,7 +227,8 @@ impl Jwk {
             }
             "EC" => {
                 let crv = member(&self.crv, "crv")?;
-                let curve = EcCurve::from_crv(crv).ok_or_else(|| Error::UnsupportedKey(sanitize(crv)))?;
+                let curve =
+                    EcCurve::from_crv(crv).ok_or_else(|| Error::UnsupportedKey(sanitize(crv)))?;
                 let x = decode_member(&self.x, "x")?;
                 let y = decode_member(&self.y, "y")?;
                 VerifyingKey::from_ec_coordinates(curve, &x, &y)?
@@ -279,11 +304,15 @@ impl JwkSet {
     }
 
     /// Like [`JwkSet::from_slice`], also returning the ignored members.
-    pub fn from_slice_with_report(bytes: &[u8], max_bytes: usize) -> Result<(JwkSet, Vec<SkippedKey>), Error> {
+    pub fn from_slice_with_report(
+        bytes: &[u8],
+        max_bytes: usize,
+    ) -> Result<(JwkSet, Vec<SkippedKey>), Error> {
         if bytes.len() > max_bytes {
             return Err(Error::TooLarge);
         }
-        let map = json::parse_object(bytes, 8).map_err(|_| Error::Malformed("JWK Set is not a valid JSON object"))?;
+        let map = json::parse_object(bytes, 8)
+            .map_err(|_| Error::Malformed("JWK Set is not a valid JSON object"))?;
         let Some(serde_json::Value::Array(entries)) = map.get("keys") else {
             return Err(Error::Malformed("JWK Set has no keys array"));
         };
@@ -328,5 +357,210 @@ impl JwkSet {
             }
         }
         (ok, skipped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkeys::key;
+
+    const RFC7638_N: &str = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+
+    fn jwk(json: &str) -> Jwk {
+        Jwk::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn rfc7638_thumbprint_example() {
+        let j = jwk(&format!(
+            r#"{{"kty":"RSA","n":"{RFC7638_N}","e":"AQAB","alg":"RS256","kid":"2011-04-29"}}"#
+        ));
+        assert_eq!(
+            j.thumbprint_sha256().unwrap(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+        let key = j.to_verifying_key().unwrap();
+        assert_eq!(
+            key.thumbprint_sha256(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+        assert_eq!(key.kid(), Some("2011-04-29"));
+        assert_eq!(key.alg(), Some(Algorithm::RS256));
+        assert!(jwk(r#"{"kty":"oct"}"#).thumbprint_sha256().is_err());
+        assert!(
+            jwk(r#"{"kty":"EC","crv":"P-256","x":"AA"}"#)
+                .thumbprint_sha256()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn private_members_rejected() {
+        // RFC 7515 A.3 key including d.
+        let j = jwk(
+            r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}"#,
+        );
+        assert!(j.has_private_members());
+        assert_eq!(j.to_verifying_key().unwrap_err(), Error::PrivateKeyMaterial);
+        // The private value is not kept, so it cannot be re-serialized.
+        let out = serde_json::to_string(&j).unwrap();
+        assert!(!out.contains("jpsQ") && !out.contains("\"d\""), "{out}");
+        for member in ["p", "q", "dp", "dq", "qi", "oth", "k"] {
+            let j = jwk(&format!(
+                r#"{{"kty":"RSA","n":"{RFC7638_N}","e":"AQAB","{member}":"AA"}}"#
+            ));
+            assert_eq!(
+                j.to_verifying_key().unwrap_err(),
+                Error::PrivateKeyMaterial,
+                "{member}"
+            );
+        }
+        assert_eq!(
+            jwk(r#"{"kty":"oct","k":"c2VjcmV0"}"#)
+                .to_verifying_key()
+                .unwrap_err(),
+            Error::PrivateKeyMaterial
+        );
+    }
+
+    #[test]
+    fn unknown_kty_and_crv_rejected() {
+        assert_eq!(
+            jwk(r#"{"kty":"foo"}"#).to_verifying_key().unwrap_err(),
+            Error::UnsupportedKey("foo".into())
+        );
+        assert_eq!(
+            jwk(r#"{"kty":"oct"}"#).to_verifying_key().unwrap_err(),
+            Error::UnsupportedKey("oct".into())
+        );
+        assert_eq!(
+            jwk(r#"{"kty":"EC","crv":"P-521","x":"AA","y":"AA"}"#)
+                .to_verifying_key()
+                .unwrap_err(),
+            Error::UnsupportedKey("P-521".into())
+        );
+        assert_eq!(
+            jwk(r#"{"kty":"EC","crv":"secp256k1","x":"AA","y":"AA"}"#)
+                .to_verifying_key()
+                .unwrap_err(),
+            Error::UnsupportedKey("secp256k1".into())
+        );
+        assert_eq!(
+            jwk(r#"{"kty":"OKP","crv":"X25519","x":"AA"}"#)
+                .to_verifying_key()
+                .unwrap_err(),
+            Error::UnsupportedKey("X25519".into())
+        );
+        assert!(matches!(
+            jwk(r#"{"kty":"RSA","e":"AQAB"}"#).to_verifying_key(),
+            Err(Error::InvalidKey(_))
+        ));
+        assert!(matches!(
+            jwk(&format!(r#"{{"kty":"RSA","n":"{RFC7638_N}=","e":"AQAB"}}"#)).to_verifying_key(),
+            Err(Error::InvalidKey(_))
+        ));
+    }
+
+    #[test]
+    fn jwk_alg_use_and_key_ops_enforced() {
+        let base = key(Algorithm::ES256).public_jwk();
+        let mut j = base.clone();
+        j.alg = Some("RS256".into());
+        assert_eq!(
+            j.to_verifying_key().unwrap_err(),
+            Error::KeyAlgorithmMismatch
+        );
+        j.alg = Some("ECDH-ES".into());
+        assert!(matches!(
+            j.to_verifying_key(),
+            Err(Error::UnsupportedAlgorithm(_))
+        ));
+        j.alg = Some("none".into());
+        assert_eq!(j.to_verifying_key().unwrap_err(), Error::AlgNone);
+        let mut j = base.clone();
+        j.use_ = Some("enc".into());
+        assert!(matches!(j.to_verifying_key(), Err(Error::InvalidKey(_))));
+        let mut j = base.clone();
+        j.key_ops = Some(vec!["sign".into()]);
+        assert!(j.to_verifying_key().is_err());
+        j.key_ops = Some(vec!["verify".into()]);
+        assert!(j.to_verifying_key().is_ok());
+        let mut j = base;
+        j.alg = None;
+        j.use_ = None;
+        assert_eq!(j.to_verifying_key().unwrap().alg(), None);
+    }
+
+    #[test]
+    fn unknown_members_ignored_duplicates_rejected() {
+        let j = jwk(&format!(
+            r#"{{"kty":"RSA","n":"{RFC7638_N}","e":"AQAB","x5c":["MIIB"],"ext":true,"whatever":{{"a":1}}}}"#
+        ));
+        assert!(j.to_verifying_key().is_ok());
+        assert!(Jwk::from_json(br#"{"kty":"RSA","kty":"EC"}"#).is_err());
+        assert!(Jwk::from_json(br#"{"kty":5}"#).is_err());
+        assert!(Jwk::from_json(b"[]").is_err());
+    }
+
+    #[test]
+    fn jwk_set_parse_find_and_limits() {
+        let es = key(Algorithm::ES256).public_jwk();
+        let ed = key(Algorithm::EdDSA).public_jwk();
+        let rsa = key(Algorithm::RS256).public_jwk();
+        let mut enc = rsa.clone();
+        enc.kid = Some("enc-key".into());
+        enc.use_ = Some("enc".into());
+        enc.alg = Some("RSA-OAEP".into());
+        let set = JwkSet {
+            keys: vec![es.clone(), ed.clone(), rsa.clone(), enc],
+        };
+        let mut json = serde_json::to_value(&set).unwrap();
+        json["keys"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"kty": 1, "kid": "bad\"kid"}));
+        json["keys"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!("not an object"));
+        let bytes = serde_json::to_vec(&json).unwrap();
+
+        let (parsed, skipped) =
+            JwkSet::from_slice_with_report(&bytes, JwkSet::DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(parsed, set);
+        assert_eq!(skipped.len(), 2);
+        assert_eq!(
+            (skipped[0].index, skipped[0].kid.as_deref()),
+            (4, Some("bad?kid"))
+        );
+
+        assert_eq!(parsed.find(Some("ES256-key"), Algorithm::ES256), vec![&es]);
+        assert!(parsed.find(Some("ES256-key"), Algorithm::ES384).is_empty());
+        assert!(parsed.find(Some("nope"), Algorithm::ES256).is_empty());
+        assert_eq!(parsed.find(None, Algorithm::EdDSA), vec![&ed]);
+        assert_eq!(parsed.find(None, Algorithm::RS256), vec![&rsa]);
+        assert!(parsed.find(None, Algorithm::PS256).is_empty()); // rsa is pinned to RS256
+        assert!(parsed.find(None, Algorithm::HS256).is_empty());
+
+        let (keys, unusable) = parsed.verifying_keys();
+        assert_eq!(keys.len(), 3);
+        assert_eq!(unusable.len(), 1);
+        assert_eq!(unusable[0].kid.as_deref(), Some("enc-key"));
+
+        assert_eq!(
+            JwkSet::from_slice(&bytes, 100).unwrap_err(),
+            Error::TooLarge
+        );
+        assert!(JwkSet::from_slice(br#"{"keys":{}}"#, 1000).is_err());
+        assert!(JwkSet::from_slice(br#"{"nokeys":[]}"#, 1000).is_err());
+        assert!(JwkSet::from_slice(br#"{"keys":[],"keys":[]}"#, 1000).is_err());
+        assert_eq!(
+            JwkSet::from_slice(br#"{"keys":[]}"#, 1000)
+                .unwrap()
+                .keys
+                .len(),
+            0
+        );
     }
 }

@@ -233,7 +233,9 @@ impl VerifyingKey {
     /// An Ed25519 public key from its 32 octets (RFC 8037 §2).
     pub fn from_ed25519(x: &[u8]) -> Result<VerifyingKey, Error> {
         if x.len() != signature::ED25519_PUBLIC_KEY_LEN {
-            return Err(Error::InvalidKey("Ed25519 public keys are 32 octets".into()));
+            return Err(Error::InvalidKey(
+                "Ed25519 public keys are 32 octets".into(),
+            ));
         }
         let parsed = ParsedPublicKey::new(&signature::ED25519, x)
             .map_err(|_| Error::InvalidKey("not a valid Ed25519 public key".into()))?;
@@ -307,9 +309,7 @@ impl VerifyingKey {
             return Err(Error::KeyAlgorithmMismatch);
         };
         let params = rsa_verification(alg).ok_or(Error::KeyAlgorithmMismatch)?;
-        let slot = parsed
-            .get(alg.index())
-            .ok_or(Error::KeyAlgorithmMismatch)?;
+        let slot = parsed.get(alg.index()).ok_or(Error::KeyAlgorithmMismatch)?;
         if let Some(key) = slot.get() {
             return Ok(key);
         }
@@ -325,7 +325,12 @@ impl VerifyingKey {
     }
 
     /// Verifies a raw JWS signature over `signing_input`.
-    pub fn verify(&self, alg: Algorithm, signing_input: &[u8], signature: &[u8]) -> Result<(), Error> {
+    pub fn verify(
+        &self,
+        alg: Algorithm,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<(), Error> {
         // RFC 8725 §3.1/§3.2: the key decides which algorithms are possible.
         if !self.supports(alg) {
             return Err(Error::KeyAlgorithmMismatch);
@@ -371,13 +376,11 @@ impl VerifyingKey {
     /// The RFC 7638 SHA-256 thumbprint, base64url (a good `kid`).
     pub fn thumbprint_sha256(&self) -> String {
         match &*self.inner {
-            PublicInner::Rsa { n, e, .. } => {
-                ThumbprintInput::Rsa {
-                    e: &base64url_encode(e),
-                    n: &base64url_encode(n),
-                }
-                .digest()
+            PublicInner::Rsa { n, e, .. } => ThumbprintInput::Rsa {
+                e: &base64url_encode(e),
+                n: &base64url_encode(n),
             }
+            .digest(),
             PublicInner::Ec { curve, point, .. } => {
                 let len = curve.coordinate_len();
                 let x = point.get(1..1 + len).unwrap_or_default();
@@ -464,7 +467,11 @@ impl SigningKey {
     }
 
     /// Parses a PKCS#8 (RFC 5208 / 5958) DER private key for `alg`.
-    pub fn from_pkcs8_der(alg: Algorithm, kid: impl Into<String>, der: &[u8]) -> Result<SigningKey, Error> {
+    pub fn from_pkcs8_der(
+        alg: Algorithm,
+        kid: impl Into<String>,
+        der: &[u8],
+    ) -> Result<SigningKey, Error> {
         let inner = match alg.key_type() {
             KeyType::Rsa => {
                 let kp = RsaKeyPair::from_pkcs8(der)
@@ -490,7 +497,11 @@ impl SigningKey {
     }
 
     /// Parses a PEM `-----BEGIN PRIVATE KEY-----` (PKCS#8) block.
-    pub fn from_pkcs8_pem(alg: Algorithm, kid: impl Into<String>, pem_text: &str) -> Result<SigningKey, Error> {
+    pub fn from_pkcs8_pem(
+        alg: Algorithm,
+        kid: impl Into<String>,
+        pem_text: &str,
+    ) -> Result<SigningKey, Error> {
         let block = pem::parse(pem_text).map_err(|_| invalid("not a PEM document"))?;
         match block.tag() {
             "PRIVATE KEY" => {}
@@ -516,8 +527,9 @@ impl SigningKey {
                 if kp.public_modulus_len() * 8 < RSA_MIN_BITS {
                     return Err(invalid("RSA signing keys must be at least 2048 bits"));
                 }
-                let der: Pkcs8V1Der<'static> =
-                    kp.as_der().map_err(|_| Error::Crypto("PKCS#8 encoding failed"))?;
+                let der: Pkcs8V1Der<'static> = kp
+                    .as_der()
+                    .map_err(|_| Error::Crypto("PKCS#8 encoding failed"))?;
                 let pk = kp.public_key();
                 let public = VerifyingKey::from_rsa_components(
                     pk.modulus().big_endian_without_leading_zero(),
@@ -571,7 +583,8 @@ impl SigningKey {
     /// form Google service-account key files carry.
     pub fn to_pkcs8_pem(&self) -> Zeroizing<String> {
         use base64::Engine as _;
-        let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(self.pkcs8.as_slice()));
+        let b64 =
+            Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(self.pkcs8.as_slice()));
         let mut out = Zeroizing::new(String::with_capacity(b64.len() + b64.len() / 64 + 64));
         out.push_str("-----BEGIN PRIVATE KEY-----\n");
         for line in b64.as_bytes().chunks(64) {
@@ -604,8 +617,14 @@ impl SigningKey {
     }
 
     /// Signs `claims` as a compact JWS with header `{alg, kid, typ?}`.
-    pub fn sign_jwt<T: Serialize + ?Sized>(&self, typ: Option<&str>, claims: &T) -> Result<String, Error> {
-        jws::encode_compact(self.alg, Some(&self.kid), typ, claims, |input| self.sign(input))
+    pub fn sign_jwt<T: Serialize + ?Sized>(
+        &self,
+        typ: Option<&str>,
+        claims: &T,
+    ) -> Result<String, Error> {
+        jws::encode_compact(self.alg, Some(&self.kid), typ, claims, |input| {
+            self.sign(input)
+        })
     }
 
     /// The raw JWS signature over `signing_input` (ECDSA as fixed-length
@@ -699,7 +718,11 @@ impl HmacKey {
     }
 
     /// Signs `claims` as a compact JWS with header `{alg, typ?}`.
-    pub fn sign_jwt<T: Serialize + ?Sized>(&self, typ: Option<&str>, claims: &T) -> Result<String, Error> {
+    pub fn sign_jwt<T: Serialize + ?Sized>(
+        &self,
+        typ: Option<&str>,
+        claims: &T,
+    ) -> Result<String, Error> {
         jws::encode_compact(self.alg, None, typ, claims, |input| Ok(self.sign(input)))
     }
 }
@@ -715,4 +738,262 @@ impl fmt::Debug for HmacKey {
 /// SHA-256 then base64url.
 pub(crate) fn sha256_b64(data: &[u8]) -> String {
     base64url_encode(digest::digest(&digest::SHA256, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkeys::key;
+
+    const ASYMMETRIC: [Algorithm; 9] = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+    ];
+
+    #[test]
+    fn pkcs8_der_and_pem_round_trip() {
+        for alg in ASYMMETRIC {
+            let k = key(alg);
+            let der = k.to_pkcs8_der();
+            let again = SigningKey::from_pkcs8_der(alg, k.kid(), &der).unwrap();
+            assert_eq!(again.public_jwk(), k.public_jwk(), "{alg}");
+            let pem = k.to_pkcs8_pem();
+            assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+            assert!(pem.ends_with("-----END PRIVATE KEY-----\n"));
+            assert!(pem.lines().all(|l| l.len() <= 64));
+            let from_pem = SigningKey::from_pkcs8_pem(alg, "pem", &pem).unwrap();
+            assert_eq!(*from_pem.to_pkcs8_der(), *der);
+            // A signature by the reloaded key verifies with the original public key.
+            let sig = from_pem.sign(b"input").unwrap();
+            k.verifying_key().verify(alg, b"input", &sig).unwrap();
+        }
+    }
+
+    #[test]
+    fn pem_with_crlf_parses_and_wrong_tags_are_refused() {
+        let k = key(Algorithm::ES256);
+        let crlf = k.to_pkcs8_pem().replace('\n', "\r\n");
+        SigningKey::from_pkcs8_pem(Algorithm::ES256, "k", &crlf).unwrap();
+        let rsa_tag = k
+            .to_pkcs8_pem()
+            .replace("BEGIN PRIVATE KEY", "BEGIN RSA PRIVATE KEY")
+            .replace("END PRIVATE KEY", "END RSA PRIVATE KEY");
+        let err = SigningKey::from_pkcs8_pem(Algorithm::ES256, "k", &rsa_tag).unwrap_err();
+        assert!(err.to_string().contains("PKCS#8"), "{err}");
+        assert!(SigningKey::from_pkcs8_pem(Algorithm::ES256, "k", "garbage").is_err());
+        let enc = k
+            .to_pkcs8_pem()
+            .replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY");
+        assert!(SigningKey::from_pkcs8_pem(Algorithm::ES256, "k", &enc).is_err());
+    }
+
+    #[test]
+    fn pkcs8_of_the_wrong_type_or_curve_is_refused() {
+        let p256 = key(Algorithm::ES256).to_pkcs8_der();
+        assert!(matches!(
+            SigningKey::from_pkcs8_der(Algorithm::ES384, "k", &p256),
+            Err(Error::InvalidKey(_))
+        ));
+        assert!(matches!(
+            SigningKey::from_pkcs8_der(Algorithm::RS256, "k", &p256),
+            Err(Error::InvalidKey(_))
+        ));
+        assert!(matches!(
+            SigningKey::from_pkcs8_der(Algorithm::EdDSA, "k", &p256),
+            Err(Error::InvalidKey(_))
+        ));
+        let ed = key(Algorithm::EdDSA).to_pkcs8_der();
+        assert!(matches!(
+            SigningKey::from_pkcs8_der(Algorithm::ES256, "k", &ed),
+            Err(Error::InvalidKey(_))
+        ));
+        assert!(SigningKey::from_pkcs8_der(Algorithm::HS256, "k", &ed).is_err());
+        assert!(SigningKey::from_pkcs8_der(Algorithm::RS256, "k", b"\x30\x00").is_err());
+    }
+
+    #[test]
+    fn generate_rejects_hmac_and_produces_expected_shapes() {
+        assert!(SigningKey::generate(Algorithm::HS256, "k").is_err());
+        let rsa = key(Algorithm::RS256);
+        assert_eq!(rsa.verifying_key().rsa_bits(), Some(2048));
+        assert_eq!(rsa.sign(b"x").unwrap().len(), 256);
+        assert_eq!(key(Algorithm::ES384).sign(b"x").unwrap().len(), 96);
+        assert_eq!(key(Algorithm::EdDSA).sign(b"x").unwrap().len(), 64);
+        let jwk = key(Algorithm::ES384).public_jwk();
+        assert_eq!(
+            (
+                jwk.kty.as_str(),
+                jwk.crv.as_deref(),
+                jwk.alg.as_deref(),
+                jwk.use_.as_deref()
+            ),
+            ("EC", Some("P-384"), Some("ES384"), Some("sig"))
+        );
+        assert_eq!(jwk.x.as_deref().map(str::len), Some(64));
+        assert!(!jwk.has_private_members());
+        let json = serde_json::to_string(&rsa.public_jwk()).unwrap();
+        for private in ["\"d\"", "\"p\"", "\"q\"", "\"dp\"", "\"dq\"", "\"qi\""] {
+            assert!(!json.contains(private), "{json}");
+        }
+    }
+
+    #[test]
+    fn with_kid_updates_public_side() {
+        let k = key(Algorithm::EdDSA).with_kid("new");
+        assert_eq!(k.kid(), "new");
+        assert_eq!(k.verifying_key().kid(), Some("new"));
+        assert_eq!(k.public_jwk().kid.as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn thumbprints_agree_between_key_and_jwk() {
+        for alg in [
+            Algorithm::RS256,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::EdDSA,
+        ] {
+            let k = key(alg);
+            assert_eq!(
+                k.verifying_key().thumbprint_sha256(),
+                k.public_jwk().thumbprint_sha256().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn rsa_modulus_of_1024_bits_rejected() {
+        let mut n = vec![0xffu8; 128];
+        n[127] = 0xfb;
+        let err = VerifyingKey::from_rsa_components(&n, &[1, 0, 1]).unwrap_err();
+        assert_eq!(
+            err,
+            Error::InvalidKey("RSA modulus is 1024 bits; 2048 to 8192 are accepted".into())
+        );
+        // 2047 bits (top bit clear) is also too small; leading zero octets are ignored.
+        let mut n = vec![0xffu8; 256];
+        n[0] = 0x7f;
+        assert!(VerifyingKey::from_rsa_components(&n, &[1, 0, 1]).is_err());
+        let mut padded = vec![0u8];
+        padded.extend(vec![0xffu8; 256]);
+        assert!(VerifyingKey::from_rsa_components(&padded, &[1, 0, 1]).is_ok());
+        assert!(VerifyingKey::from_rsa_components(&vec![0xffu8; 1025], &[1, 0, 1]).is_err());
+    }
+
+    #[test]
+    fn rsa_exponent_checked() {
+        let n = vec![0xffu8; 256];
+        for e in [&[][..], &[1], &[2], &[1, 0, 0], &[1; 9]] {
+            assert!(VerifyingKey::from_rsa_components(&n, e).is_err(), "{e:?}");
+        }
+        assert!(VerifyingKey::from_rsa_components(&n, &[3]).is_ok());
+    }
+
+    #[test]
+    fn ec_point_not_on_curve_rejected() {
+        let jwk = key(Algorithm::ES256).public_jwk();
+        let x = crate::b64::base64url_decode(jwk.x.as_deref().unwrap()).unwrap();
+        let mut y = crate::b64::base64url_decode(jwk.y.as_deref().unwrap()).unwrap();
+        VerifyingKey::from_ec_coordinates(EcCurve::P256, &x, &y).unwrap();
+        y[31] ^= 1;
+        assert!(matches!(
+            VerifyingKey::from_ec_coordinates(EcCurve::P256, &x, &y),
+            Err(Error::InvalidKey(_))
+        ));
+        // Identity-like and short coordinates.
+        assert!(VerifyingKey::from_ec_coordinates(EcCurve::P256, &[0; 32], &[0; 32]).is_err());
+        assert!(VerifyingKey::from_ec_coordinates(EcCurve::P256, &x[1..], &y).is_err());
+        // A P-256 point presented as P-384.
+        assert!(VerifyingKey::from_ec_coordinates(EcCurve::P384, &x, &y).is_err());
+    }
+
+    #[test]
+    fn ed25519_length_checked() {
+        assert!(VerifyingKey::from_ed25519(&[1; 31]).is_err());
+        assert!(VerifyingKey::from_ed25519(&[1; 33]).is_err());
+    }
+
+    #[test]
+    fn restrict_to_requires_compatibility() {
+        let rsa = key(Algorithm::RS256).verifying_key();
+        assert!(rsa.clone().restrict_to(Algorithm::ES256).is_err());
+        assert!(rsa.clone().restrict_to(Algorithm::HS256).is_err());
+        let ed = key(Algorithm::EdDSA).verifying_key();
+        assert!(ed.supports(Algorithm::EdDSA));
+        assert!(!ed.supports(Algorithm::ES256));
+        assert_eq!(ed.key_type(), KeyType::Okp);
+    }
+
+    #[test]
+    fn one_rsa_key_verifies_every_rsa_alg_when_unpinned() {
+        let der = key(Algorithm::RS256).to_pkcs8_der();
+        let jwk = key(Algorithm::RS256).public_jwk();
+        let unpinned = VerifyingKey::from_rsa_components(
+            &crate::b64::base64url_decode(jwk.n.as_deref().unwrap()).unwrap(),
+            &crate::b64::base64url_decode(jwk.e.as_deref().unwrap()).unwrap(),
+        )
+        .unwrap();
+        for alg in &ASYMMETRIC[..6] {
+            let signer = SigningKey::from_pkcs8_der(*alg, "k", &der).unwrap();
+            let sig = signer.sign(b"m").unwrap();
+            unpinned.verify(*alg, b"m", &sig).unwrap();
+            // Twice: second use hits the cached parsed key.
+            unpinned.verify(*alg, b"m", &sig).unwrap();
+            assert_eq!(
+                unpinned.verify(*alg, b"n", &sig),
+                Err(Error::InvalidSignature)
+            );
+        }
+    }
+
+    #[test]
+    fn hmac_key_rules() {
+        assert_eq!(
+            HmacKey::new(Algorithm::RS256, b"x").unwrap_err(),
+            Error::KeyAlgorithmMismatch
+        );
+        assert!(matches!(
+            HmacKey::new(Algorithm::HS256, b""),
+            Err(Error::InvalidKey(_))
+        ));
+        let short = HmacKey::new(Algorithm::HS256, b"short").unwrap();
+        assert!(!short.meets_rfc7518_minimum());
+        assert!(
+            HmacKey::new(Algorithm::HS256, &[7; 32])
+                .unwrap()
+                .meets_rfc7518_minimum()
+        );
+        assert!(
+            !HmacKey::new(Algorithm::HS512, &[7; 32])
+                .unwrap()
+                .meets_rfc7518_minimum()
+        );
+        let tag = short.sign(b"data");
+        short.verify(b"data", &tag).unwrap();
+        assert_eq!(
+            short.verify(b"data", &tag[..31]),
+            Err(Error::InvalidSignature)
+        );
+        assert_eq!(short.verify(b"datb", &tag), Err(Error::InvalidSignature));
+    }
+
+    #[test]
+    fn debug_output_has_no_key_material() {
+        let k = key(Algorithm::EdDSA);
+        let text = format!(
+            "{k:?} {:?} {:?}",
+            k.verifying_key(),
+            HmacKey::new(Algorithm::HS256, b"topsecret").unwrap()
+        );
+        assert!(!text.contains("topsecret"));
+        assert!(!text.contains(k.public_jwk().x.as_deref().unwrap()));
+        assert!(text.contains("EdDSA-key"));
+    }
 }

@@ -205,7 +205,13 @@ struct Builder {
 }
 
 impl Builder {
-    fn push(&mut self, name: &'static str, expected: String, actual: String, failure: Option<ClaimFailure>) {
+    fn push(
+        &mut self,
+        name: &'static str,
+        expected: String,
+        actual: String,
+        failure: Option<ClaimFailure>,
+    ) {
         self.checks.push(Check {
             name,
             expected,
@@ -217,17 +223,25 @@ impl Builder {
 }
 
 /// A NumericDate: `Ok(None)` when absent, `Err` when not a JSON number.
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, ClaimFailure> {
+fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<f64>, ClaimFailure> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(ClaimFailure::MalformedClaim(name)),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .map(Some)
+            .ok_or(ClaimFailure::MalformedClaim(name)),
         Some(_) => Err(ClaimFailure::MalformedClaim(name)),
     }
 }
 
 /// Runs every check (never stopping at the first failure) and reports each.
 pub fn check_claims(claims: &Map<String, Value>, exp: &Expectations) -> Report {
-    let mut b = Builder { checks: Vec::with_capacity(8) };
+    let mut b = Builder {
+        checks: Vec::with_capacity(8),
+    };
     let now = exp.now as f64;
     let leeway = exp.leeway as f64;
 
@@ -320,7 +334,10 @@ pub fn check_claims(claims: &Map<String, Value>, exp: &Expectations) -> Report {
         Ok(Some(t)) if t > now + leeway => Some(ClaimFailure::NotYetValid),
         Ok(_) => None,
     };
-    let expected = format!("absent or at most {}", exp.now.saturating_add_unsigned(exp.leeway));
+    let expected = format!(
+        "absent or at most {}",
+        exp.now.saturating_add_unsigned(exp.leeway)
+    );
     b.push("nbf", expected, show(claims.get("nbf")), failure);
 
     // iat (RFC 7519 §4.1.6; RFC 7523 §3 item 6 "unreasonably far in the past").
@@ -337,11 +354,20 @@ pub fn check_claims(claims: &Map<String, Value>, exp: &Expectations) -> Report {
     };
     let mut expected = format!(
         "{}at most {}",
-        if exp.require_iat { "present, " } else { "absent or " },
+        if exp.require_iat {
+            "present, "
+        } else {
+            "absent or "
+        },
         exp.now.saturating_add_unsigned(exp.leeway)
     );
     if let Some(age) = exp.max_iat_age {
-        let _ = write!(expected, ", at least {}", exp.now.saturating_sub_unsigned(age.saturating_add(exp.leeway)));
+        let _ = write!(
+            expected,
+            ", at least {}",
+            exp.now
+                .saturating_sub_unsigned(age.saturating_add(exp.leeway))
+        );
     }
     b.push("iat", expected, show(claims.get("iat")), failure);
 
@@ -362,7 +388,10 @@ pub fn check_claims(claims: &Map<String, Value>, exp: &Expectations) -> Report {
                     (format!("{lifetime}s (exp - {from})"), failure)
                 }
                 // Without a usable exp the lifetime is unbounded.
-                _ => ("unbounded (no usable exp)".to_owned(), Some(ClaimFailure::LifetimeTooLong)),
+                _ => (
+                    "unbounded (no usable exp)".to_owned(),
+                    Some(ClaimFailure::LifetimeTooLong),
+                ),
             };
             b.push("lifetime", format!("at most {max}s"), actual, failure);
         }
@@ -378,12 +407,434 @@ pub fn check_claims(claims: &Map<String, Value>, exp: &Expectations) -> Report {
         None if exp.require_jti => Some(ClaimFailure::MissingJti),
         None => None,
     };
-    let expected = if exp.require_jti { "present, non-empty" } else { "not required" };
+    let expected = if exp.require_jti {
+        "present, non-empty"
+    } else {
+        "not required"
+    };
     b.push("jti", expected.to_owned(), show(jti), failure);
 
     let first_failure = b.checks.iter().find_map(|c| c.failure);
     Report {
         checks: b.checks,
         first_failure,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000;
+    const ISS: &str = "client-1";
+    const AS: &str = "https://as.example";
+
+    fn map(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn good() -> Map<String, Value> {
+        map(
+            json!({"iss": ISS, "sub": ISS, "aud": AS, "exp": NOW + 60, "iat": NOW, "nbf": NOW, "jti": "j-1"}),
+        )
+    }
+
+    fn strict() -> Expectations {
+        Expectations {
+            leeway: 30,
+            issuer: Some(vec![ISS.to_owned()]),
+            subject: Some(ISS.to_owned()),
+            require_iat: true,
+            require_jti: true,
+            max_lifetime: Some(3600),
+            max_iat_age: Some(600),
+            ..Expectations::new(NOW, AudienceRule::SoleOf(vec![AS.to_owned()]))
+        }
+    }
+
+    fn with(changes: Value) -> Map<String, Value> {
+        let mut c = good();
+        for (k, v) in map(changes) {
+            if v.is_null() {
+                c.remove(&k);
+            } else {
+                c.insert(k, v);
+            }
+        }
+        c
+    }
+
+    fn first(c: &Map<String, Value>, e: &Expectations) -> Option<ClaimFailure> {
+        check_claims(c, e).first_failure
+    }
+
+    #[test]
+    fn all_checks_reported_with_expected_and_actual() {
+        let r = check_claims(&good(), &strict());
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(r.result(), Ok(()));
+        let names: Vec<&str> = r.checks.iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            ["iss", "sub", "aud", "exp", "nbf", "iat", "lifetime", "jti"]
+        );
+        let aud = r.check("aud").unwrap();
+        assert_eq!(aud.expected, r#"exactly one of ["https://as.example"]"#);
+        assert_eq!(aud.actual, r#""https://as.example""#);
+        let exp = r.check("exp").unwrap();
+        assert_eq!(exp.actual, (NOW + 60).to_string());
+        assert!(
+            exp.expected.contains(&(NOW - 30).to_string()),
+            "{}",
+            exp.expected
+        );
+        assert_eq!(r.check("lifetime").unwrap().actual, "60s (exp - iat)");
+    }
+
+    #[test]
+    fn runs_every_check_and_reports_all_failures() {
+        let c = map(json!({"iss": "x", "aud": "y", "exp": NOW - 100, "iat": NOW + 100}));
+        let r = check_claims(&c, &strict());
+        assert_eq!(r.first_failure, Some(ClaimFailure::IssuerMismatch));
+        let all: Vec<ClaimFailure> = r.failures().collect();
+        assert_eq!(
+            all,
+            [
+                ClaimFailure::IssuerMismatch,
+                ClaimFailure::MissingSubject,
+                ClaimFailure::AudienceMismatch,
+                ClaimFailure::Expired,
+                ClaimFailure::IssuedInFuture,
+                ClaimFailure::MissingJti
+            ]
+        );
+        assert_eq!(r.checks.len(), 8);
+        assert_eq!(r.check("sub").unwrap().actual, "(absent)");
+        assert!(!r.check("iss").unwrap().ok);
+        assert!(r.check("nbf").unwrap().ok);
+    }
+
+    #[test]
+    fn issuer_failures() {
+        let e = strict();
+        assert_eq!(
+            first(&with(json!({"iss": null})), &e),
+            Some(ClaimFailure::MissingIssuer)
+        );
+        assert_eq!(
+            first(&with(json!({"iss": "other"})), &e),
+            Some(ClaimFailure::IssuerMismatch)
+        );
+        assert_eq!(
+            first(&with(json!({"iss": "CLIENT-1"})), &e),
+            Some(ClaimFailure::IssuerMismatch)
+        );
+        assert_eq!(
+            first(&with(json!({"iss": 5})), &e),
+            Some(ClaimFailure::MalformedClaim("iss"))
+        );
+        let any = Expectations {
+            issuer: Some(vec!["a".into(), ISS.into()]),
+            ..strict()
+        };
+        assert_eq!(first(&good(), &any), None);
+        let unchecked = Expectations {
+            issuer: None,
+            ..strict()
+        };
+        assert_eq!(first(&with(json!({"iss": null})), &unchecked), None);
+    }
+
+    #[test]
+    fn subject_failures() {
+        let e = strict();
+        assert_eq!(
+            first(&with(json!({"sub": null})), &e),
+            Some(ClaimFailure::MissingSubject)
+        );
+        assert_eq!(
+            first(&with(json!({"sub": "admin"})), &e),
+            Some(ClaimFailure::SubjectMismatch)
+        );
+        assert_eq!(
+            first(&with(json!({"sub": ["x"]})), &e),
+            Some(ClaimFailure::MalformedClaim("sub"))
+        );
+        // Google service accounts send no sub: allowed unless required.
+        let google = Expectations {
+            subject: None,
+            ..strict()
+        };
+        assert_eq!(first(&with(json!({"sub": null})), &google), None);
+        let required = Expectations {
+            require_sub: true,
+            ..google
+        };
+        assert_eq!(
+            first(&with(json!({"sub": null})), &required),
+            Some(ClaimFailure::MissingSubject)
+        );
+    }
+
+    #[test]
+    fn audience_string_vs_array_and_sole_rule() {
+        let any = Expectations {
+            audience: AudienceRule::Any(vec![AS.into(), "https://as.example/token".into()]),
+            ..strict()
+        };
+        assert_eq!(first(&with(json!({"aud": AS})), &any), None);
+        assert_eq!(first(&with(json!({"aud": ["other", AS]})), &any), None);
+        assert_eq!(
+            first(&with(json!({"aud": "https://as.example/token"})), &any),
+            None
+        );
+        assert_eq!(
+            first(&with(json!({"aud": ["other"]})), &any),
+            Some(ClaimFailure::AudienceMismatch)
+        );
+        assert_eq!(
+            first(&with(json!({"aud": []})), &any),
+            Some(ClaimFailure::AudienceMismatch)
+        );
+        assert_eq!(
+            first(&with(json!({"aud": null})), &any),
+            Some(ClaimFailure::MissingAudience)
+        );
+        assert_eq!(
+            first(&with(json!({"aud": 7})), &any),
+            Some(ClaimFailure::MalformedClaim("aud"))
+        );
+        assert_eq!(
+            first(&with(json!({"aud": [AS, 7]})), &any),
+            Some(ClaimFailure::MalformedClaim("aud"))
+        );
+
+        let sole = strict();
+        assert_eq!(first(&with(json!({"aud": AS})), &sole), None);
+        assert_eq!(first(&with(json!({"aud": [AS]})), &sole), None);
+        assert_eq!(
+            first(&with(json!({"aud": [AS, "https://other"]})), &sole),
+            Some(ClaimFailure::AudienceMismatch)
+        );
+        assert_eq!(
+            first(&with(json!({"aud": [AS, AS]})), &sole),
+            Some(ClaimFailure::AudienceMismatch)
+        );
+        assert_eq!(
+            first(&with(json!({"aud": "https://as.example/token"})), &sole),
+            Some(ClaimFailure::AudienceMismatch)
+        );
+        assert_eq!(
+            first(&with(json!({"aud": "https://as.example/"})), &sole),
+            Some(ClaimFailure::AudienceMismatch)
+        );
+    }
+
+    #[test]
+    fn exp_boundaries_with_leeway() {
+        let e = strict(); // leeway 30
+        let lifetime_free = Expectations {
+            max_lifetime: None,
+            max_iat_age: None,
+            ..e
+        };
+        // exp == now - leeway: "on or after" exp is invalid (RFC 7519 §4.1.4).
+        let at = with(json!({"exp": NOW - 30, "iat": NOW - 100, "nbf": null}));
+        assert_eq!(first(&at, &lifetime_free), Some(ClaimFailure::Expired));
+        let just_inside = with(json!({"exp": NOW - 29, "iat": NOW - 100, "nbf": null}));
+        assert_eq!(first(&just_inside, &lifetime_free), None);
+        let fractional =
+            with(json!({"exp": (NOW - 30) as f64 + 0.5, "iat": NOW - 100, "nbf": null}));
+        assert_eq!(first(&fractional, &lifetime_free), None);
+        let no_leeway = Expectations {
+            leeway: 0,
+            ..lifetime_free.clone()
+        };
+        assert_eq!(
+            first(&with(json!({"exp": NOW})), &no_leeway),
+            Some(ClaimFailure::Expired)
+        );
+        assert_eq!(first(&with(json!({"exp": NOW + 1})), &no_leeway), None);
+
+        assert_eq!(
+            first(&with(json!({"exp": null})), &lifetime_free),
+            Some(ClaimFailure::MissingExp)
+        );
+        assert_eq!(
+            first(&with(json!({"exp": "1900000000"})), &lifetime_free),
+            Some(ClaimFailure::MalformedClaim("exp"))
+        );
+        let optional = Expectations {
+            require_exp: false,
+            ..lifetime_free
+        };
+        assert_eq!(first(&with(json!({"exp": null})), &optional), None);
+        assert_eq!(ClaimFailure::Expired.to_string(), "assertion has expired");
+    }
+
+    #[test]
+    fn nbf_boundaries() {
+        let e = strict();
+        assert_eq!(first(&with(json!({"nbf": NOW + 30})), &e), None);
+        assert_eq!(
+            first(&with(json!({"nbf": NOW + 31})), &e),
+            Some(ClaimFailure::NotYetValid)
+        );
+        assert_eq!(
+            first(&with(json!({"nbf": "soon"})), &e),
+            Some(ClaimFailure::MalformedClaim("nbf"))
+        );
+        assert_eq!(first(&with(json!({"nbf": null})), &e), None);
+    }
+
+    #[test]
+    fn iat_future_age_and_presence() {
+        let e = strict(); // leeway 30, max_iat_age 600
+        assert_eq!(first(&with(json!({"iat": NOW + 30})), &e), None);
+        assert_eq!(
+            first(&with(json!({"iat": NOW + 31})), &e),
+            Some(ClaimFailure::IssuedInFuture)
+        );
+        // Too old: now - iat > 600 + 30. (exp/lifetime adjusted to isolate.)
+        let old = with(json!({"iat": NOW - 631, "nbf": null}));
+        let e2 = Expectations {
+            max_lifetime: None,
+            ..e.clone()
+        };
+        assert_eq!(first(&old, &e2), Some(ClaimFailure::IatTooOld));
+        let edge = with(json!({"iat": NOW - 630, "nbf": null}));
+        assert_eq!(first(&edge, &e2), None);
+        assert_eq!(
+            first(&with(json!({"iat": null})), &e),
+            Some(ClaimFailure::MissingIat)
+        );
+        assert_eq!(
+            first(&with(json!({"iat": true})), &e),
+            Some(ClaimFailure::MalformedClaim("iat"))
+        );
+        let optional = Expectations {
+            require_iat: false,
+            ..e
+        };
+        assert_eq!(first(&with(json!({"iat": null})), &optional), None);
+    }
+
+    #[test]
+    fn lifetime_limits() {
+        let e = strict(); // max 3600
+        // Authlib / google-auth: exactly one hour from iat passes.
+        assert_eq!(
+            first(&with(json!({"iat": NOW, "exp": NOW + 3600})), &e),
+            None
+        );
+        assert_eq!(
+            first(&with(json!({"iat": NOW, "exp": NOW + 3601})), &e),
+            Some(ClaimFailure::LifetimeTooLong)
+        );
+        // Without iat: from nbf, then from now.
+        let no_iat = Expectations {
+            require_iat: false,
+            ..e.clone()
+        };
+        let c = with(json!({"iat": null, "nbf": NOW - 100, "exp": NOW + 3550}));
+        assert_eq!(first(&c, &no_iat), Some(ClaimFailure::LifetimeTooLong));
+        let r = check_claims(&c, &no_iat);
+        assert_eq!(r.check("lifetime").unwrap().actual, "3650s (exp - nbf)");
+        let c = with(json!({"iat": null, "nbf": null, "exp": NOW + 3600}));
+        assert_eq!(first(&c, &no_iat), None);
+        let c = with(json!({"iat": null, "nbf": null, "exp": NOW + 3601}));
+        assert_eq!(first(&c, &no_iat), Some(ClaimFailure::LifetimeTooLong));
+        // No exp at all with a cap: unbounded.
+        let lax = Expectations {
+            require_exp: false,
+            ..e
+        };
+        let r = check_claims(&with(json!({"exp": null})), &lax);
+        assert_eq!(r.first_failure, Some(ClaimFailure::LifetimeTooLong));
+    }
+
+    #[test]
+    fn jti_rules() {
+        let e = strict();
+        assert_eq!(
+            first(&with(json!({"jti": null})), &e),
+            Some(ClaimFailure::MissingJti)
+        );
+        assert_eq!(
+            first(&with(json!({"jti": ""})), &e),
+            Some(ClaimFailure::MissingJti)
+        );
+        assert_eq!(
+            first(&with(json!({"jti": 12})), &e),
+            Some(ClaimFailure::MalformedClaim("jti"))
+        );
+        let optional = Expectations {
+            require_jti: false,
+            ..e
+        };
+        assert_eq!(first(&with(json!({"jti": null})), &optional), None);
+    }
+
+    #[test]
+    fn messages_are_safe_and_precise() {
+        let all = [
+            ClaimFailure::MissingIssuer,
+            ClaimFailure::IssuerMismatch,
+            ClaimFailure::MissingSubject,
+            ClaimFailure::SubjectMismatch,
+            ClaimFailure::MissingAudience,
+            ClaimFailure::AudienceMismatch,
+            ClaimFailure::Expired,
+            ClaimFailure::MissingExp,
+            ClaimFailure::NotYetValid,
+            ClaimFailure::IssuedInFuture,
+            ClaimFailure::MissingIat,
+            ClaimFailure::LifetimeTooLong,
+            ClaimFailure::IatTooOld,
+            ClaimFailure::MissingJti,
+            ClaimFailure::MalformedClaim("exp"),
+        ];
+        for f in all {
+            let text = f.to_string();
+            // RFC 6749 §5.2 error_description charset: no '"' or '\'.
+            assert!(
+                text.chars()
+                    .all(|c| (' '..='~').contains(&c) && c != '"' && c != '\\'),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            ClaimFailure::AudienceMismatch.to_string(),
+            "Audience validation failed"
+        );
+        assert_eq!(
+            ClaimFailure::MalformedClaim("exp").to_string(),
+            "exp claim is malformed"
+        );
+    }
+
+    #[test]
+    fn long_actual_values_truncated() {
+        let c = with(json!({"iss": "x".repeat(1000)}));
+        let r = check_claims(&c, &strict());
+        let iss = r.check("iss").unwrap();
+        assert!(iss.actual.len() <= 260 && iss.actual.ends_with("..."));
+    }
+
+    #[test]
+    fn extreme_numbers_do_not_panic() {
+        let e = Expectations {
+            leeway: u64::MAX,
+            max_iat_age: Some(u64::MAX),
+            ..strict()
+        };
+        let c = with(json!({"exp": u64::MAX, "iat": i64::MIN, "nbf": 1e300}));
+        let _ = check_claims(&c, &e);
+        let e = Expectations { now: i64::MIN, ..e };
+        let _ = check_claims(&c, &e);
     }
 }

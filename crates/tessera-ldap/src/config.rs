@@ -45,6 +45,8 @@ pub const MAX_POOL_SIZE: usize = 64;
 /// | `idle_timeout` | 600 s (below Active Directory's 900 s idle cut) |
 /// | `connect_timeout` | 3 s (TCP + TLS/StartTLS) |
 /// | `operation_timeout` | 5 s (every LDAP operation, and the wait for a pooled connection) |
+/// | `health_check_after` | 30 s: a pooled connection idle longer is checked (root DSE read) before reuse; 0 = always |
+/// | `password_policy_control` | `true`: send the (non-critical) password policy request control with user binds, so that OpenLDAP ppolicy / 389-DS report locked, expired and must-change accounts |
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LdapConfig {
@@ -98,6 +100,13 @@ pub struct LdapConfig {
         deserialize_with = "deserialize_duration"
     )]
     pub operation_timeout: Duration,
+    #[serde(
+        default = "default_health_check_after",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub health_check_after: Duration,
+    #[serde(default = "default_true")]
+    pub password_policy_control: bool,
 }
 
 /// Search scope of the user search.
@@ -159,6 +168,8 @@ impl LdapConfig {
             idle_timeout: default_idle_timeout(),
             connect_timeout: default_connect_timeout(),
             operation_timeout: default_operation_timeout(),
+            health_check_after: default_health_check_after(),
+            password_policy_control: true,
         }
     }
 
@@ -282,6 +293,13 @@ fn default_operation_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
+fn default_health_check_after() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_true() -> bool {
+    true
+}
+
 fn deserialize_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
     String::deserialize(d).map(Secret::new)
 }
@@ -360,6 +378,8 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(600));
         assert_eq!(c.connect_timeout, Duration::from_secs(3));
         assert_eq!(c.operation_timeout, Duration::from_secs(5));
+        assert_eq!(c.health_check_after, Duration::from_secs(30));
+        assert!(c.password_policy_control);
         assert!(!c.starttls && c.ca_file.is_none());
         assert!(c.validate().is_ok());
         // The programmatic constructor agrees with serde's defaults.

@@ -126,7 +126,7 @@ mod tests {
         );
         // Every result parses as a filter.
         for u in ["*", ")(uid=*", "alice)(|(uid=*", "\\", "a\0", "Jürgen"] {
-            assert!(ldap3::parse_filter(&user_filter(T, u)).is_ok(), "{u:?}");
+            assert!(ldap3::parse_filter(user_filter(T, u)).is_ok(), "{u:?}");
         }
     }
 

@@ -22,9 +22,13 @@
 //! answers), every connect under `connect_timeout`. Hosts are tried in order; a failed host is
 //! skipped for 5 s, doubling to 60 s, then probed again; when every host is in back-off they
 //! are all probed rather than failing without a try. Pools are bounded (`pool_size` each);
-//! connections idle longer than `idle_timeout` are closed, connections idle longer than 30 s
-//! are checked (root DSE read) before reuse, and a connection the server has closed (restart,
-//! idle cut) is replaced transparently.
+//! connections idle longer than `idle_timeout` are closed, connections idle longer than
+//! `health_check_after` (30 s) are checked (root DSE read) before reuse, and a connection the
+//! server has closed (restart, idle cut) is replaced transparently.
+//!
+//! User binds carry the non-critical password policy request control, so that OpenLDAP's
+//! ppolicy (which answers a locked account with a plain 49) tells locked, expired and
+//! must-change accounts apart: those become `AccountState`, not counted as bad passwords.
 //!
 //! Each step is recorded in the [`Trace`](tessera_core::trace::Trace) under
 //! `provider:<name>` (host choice, connect and TLS mode, service bind DN, search base, escaped
@@ -48,7 +52,7 @@ pub use filter::{
     group_filter, user_filter,
 };
 pub use pool::{MAX_BACKOFF, MIN_BACKOFF};
-pub use provider::{HEALTH_CHECK_AFTER, HostStatus, LdapProvider};
+pub use provider::{HostStatus, LdapProvider, PPOLICY_OID};
 
 /// Errors of [`LdapProvider::new`] (configuration; no network traffic happens there).
 #[derive(Debug, thiserror::Error)]

@@ -8,12 +8,13 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use ldap3::controls::RawControl;
 use ldap3::{
     Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions, SearchResult,
 };
 use rustls::pki_types::CertificateDer;
 use serde_json::{Map, Value};
-use tessera_core::authn::{AuthProvider, Outcome, PasswordCredentials, Principal};
+use tessera_core::authn::{AccountState, AuthProvider, Outcome, PasswordCredentials, Principal};
 use tessera_core::detail;
 use tessera_core::trace::Trace;
 
@@ -23,8 +24,8 @@ use crate::config::LdapConfig;
 use crate::filter;
 use crate::pool::{Conn, Host, Pool, TlsMode};
 
-/// A pooled connection idle for longer than this is checked (root DSE read) before reuse.
-pub const HEALTH_CHECK_AFTER: Duration = Duration::from_secs(30);
+/// OID of the password policy request/response control (draft-behera-ldap-password-policy).
+pub const PPOLICY_OID: &str = "1.3.6.1.4.1.42.2.27.8.5.1";
 /// The user search asks the server for at most this many entries (more than one is an error).
 const USER_SEARCH_SIZE_LIMIT: i32 = 10;
 
@@ -73,6 +74,16 @@ pub(crate) struct Inner {
     binds: Pool,
     user_attrs: Vec<String>,
     reaper: AtomicBool,
+}
+
+/// One search request on a service connection.
+pub(crate) struct Search<'a> {
+    pub base: &'a str,
+    pub scope: Scope,
+    pub filter: &'a str,
+    pub attrs: Vec<&'a str>,
+    /// 0 = no limit.
+    pub size_limit: i32,
 }
 
 /// Why the provider could not perform the authentication.
@@ -334,10 +345,10 @@ impl Inner {
         let mut settings = LdapConnSettings::new()
             .set_conn_timeout(self.cfg.connect_timeout)
             .set_starttls(host.tls == TlsMode::StartTls);
-        if host.tls != TlsMode::Plain {
-            if let Some(tls) = &self.tls {
-                settings = settings.set_config(tls.clone());
-            }
+        if host.tls != TlsMode::Plain
+            && let Some(tls) = &self.tls
+        {
+            settings = settings.set_config(tls.clone());
         }
         let fut = LdapConnAsync::with_settings(settings, &host.url);
         match tokio::time::timeout(self.cfg.connect_timeout, fut).await {
@@ -418,7 +429,7 @@ impl Inner {
         &self,
         kind: PoolKind,
         trace: &mut Trace,
-        only_healthy: bool,
+        mut only_healthy: bool,
     ) -> Result<Conn, Failure> {
         let pool = self.pool(kind);
         let t = Instant::now();
@@ -458,7 +469,7 @@ impl Inner {
             if host.is_down() {
                 continue;
             }
-            if age >= HEALTH_CHECK_AFTER {
+            if age >= self.cfg.health_check_after {
                 let t = Instant::now();
                 let check = self
                     .op(idle
@@ -482,6 +493,8 @@ impl Inner {
                         });
                         if let Err((Transport::Timeout, m)) = &other {
                             self.host_failed(idle.host, m, trace);
+                            // Do not probe the host that just hung again in this request.
+                            only_healthy = true;
                         }
                         continue;
                     }
@@ -514,9 +527,14 @@ impl Inner {
         }
         if candidates.is_empty() {
             if only_healthy {
+                let causes: Vec<String> = self
+                    .hosts
+                    .iter()
+                    .filter_map(|h| h.down_for().map(|(_, c)| format!("{}: {c}", h.url)))
+                    .collect();
                 return Err(Failure::backend(
-                    "no other healthy LDAP host to retry on",
-                    None,
+                    format!("no healthy LDAP host left: {}", causes.join("; ")),
+                    self.hosts.first(),
                 ));
             }
             // Every host is in back-off: probe them anyway rather than fail without trying, so
@@ -622,12 +640,15 @@ impl Inner {
         &self,
         trace: &mut Trace,
         step: &str,
-        base: &str,
-        scope: Scope,
-        filter: &str,
-        attrs: Vec<&str>,
-        size_limit: i32,
+        search: Search<'_>,
     ) -> Result<(Vec<SearchEntry>, ldap3::LdapResult, String), Failure> {
+        let Search {
+            base,
+            scope,
+            filter,
+            attrs,
+            size_limit,
+        } = search;
         let scope_name = match scope {
             Scope::Base => "base",
             Scope::OneLevel => "one",
@@ -699,9 +720,28 @@ impl Inner {
                 return Err(Failure::backend("internal: unknown host index", None));
             };
             let t = Instant::now();
+            if self.cfg.password_policy_control {
+                conn.ldap.with_controls(RawControl {
+                    ctype: PPOLICY_OID.into(),
+                    crit: false,
+                    val: None,
+                });
+            }
             match self.op(conn.ldap.simple_bind(dn, password)).await {
                 Ok(r) => {
-                    let class = classify(r.rc, &r.text);
+                    let ppolicy = r
+                        .ctrls
+                        .iter()
+                        .find(|c| c.1.ctype == PPOLICY_OID)
+                        .and_then(|c| c.1.val.as_deref())
+                        .and_then(ppolicy_error);
+                    let mut class = classify(r.rc, &r.text);
+                    if let Some(state) = ppolicy.and_then(ppolicy_state)
+                        && matches!(class, Class::Success | Class::BadCredentials)
+                    {
+                        class = Class::AccountState(state);
+                    }
+                    let ppolicy_name = ppolicy.map(ppolicy_error_name);
                     let outcome = match class {
                         Class::Success => "ok",
                         Class::BadCredentials => "bad_credentials",
@@ -713,7 +753,8 @@ impl Inner {
                     let text = r.text.trim_end_matches('\0').to_string();
                     self.step(trace, "user_bind", outcome, || {
                         detail! {"dn" => dn, "host" => host.url, "code" => r.rc,
-                        "result" => result_name(r.rc), "diagnostic" => text, "ms" => ms(t)}
+                        "result" => result_name(r.rc), "diagnostic" => text,
+                        "ppolicy" => ppolicy_name, "ms" => ms(t)}
                     });
                     let url = host.url.clone();
                     if class == Class::Unavailable {
@@ -762,11 +803,13 @@ impl Inner {
             .service_search(
                 trace,
                 "group_search",
-                base,
-                Scope::Subtree,
-                &filter,
-                vec![name_attr],
-                0,
+                Search {
+                    base,
+                    scope: Scope::Subtree,
+                    filter: &filter,
+                    attrs: vec![name_attr],
+                    size_limit: 0,
+                },
             )
             .await?;
         if res.rc != 0 {
@@ -847,11 +890,13 @@ impl Inner {
             .service_search(
                 trace,
                 "search",
-                base,
-                self.cfg.user_scope.ldap(),
-                &filter,
-                attrs,
-                USER_SEARCH_SIZE_LIMIT,
+                Search {
+                    base,
+                    scope: self.cfg.user_scope.ldap(),
+                    filter: &filter,
+                    attrs,
+                    size_limit: USER_SEARCH_SIZE_LIMIT,
+                },
             )
             .await;
         let (entries, res, url) = match search {
@@ -988,6 +1033,66 @@ impl Inner {
     }
 }
 
+/// The `error` of a PasswordPolicyResponseValue (BER):
+/// `SEQUENCE { warning [0] CHOICE {…} OPTIONAL, error [1] ENUMERATED OPTIONAL }`.
+pub(crate) fn ppolicy_error(val: &[u8]) -> Option<u8> {
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let tag = *b.first()?;
+        let l0 = *b.get(1)?;
+        let (len, hdr) = if l0 < 0x80 {
+            (usize::from(l0), 2usize)
+        } else {
+            let n = usize::from(l0 & 0x7f);
+            if n == 0 || n > 4 {
+                return None;
+            }
+            let mut len = 0usize;
+            for i in 0..n {
+                len = (len << 8) | usize::from(*b.get(2 + i)?);
+            }
+            (len, 2 + n)
+        };
+        let end = hdr.checked_add(len)?;
+        Some((tag, b.get(hdr..end)?, b.get(end..)?))
+    }
+    let (tag, mut seq, _) = tlv(val)?;
+    if tag != 0x30 {
+        return None;
+    }
+    while !seq.is_empty() {
+        let (t, v, rest) = tlv(seq)?;
+        if t == 0x81 {
+            return v.last().copied();
+        }
+        seq = rest;
+    }
+    None
+}
+
+fn ppolicy_state(error: u8) -> Option<AccountState> {
+    match error {
+        0 => Some(AccountState::PasswordExpired),
+        1 => Some(AccountState::LockedAtDirectory),
+        2 => Some(AccountState::MustChangePassword),
+        _ => None,
+    }
+}
+
+fn ppolicy_error_name(error: u8) -> &'static str {
+    match error {
+        0 => "passwordExpired",
+        1 => "accountLocked",
+        2 => "changeAfterReset",
+        3 => "passwordModNotAllowed",
+        4 => "mustSupplyOldPassword",
+        5 => "insufficientPasswordQuality",
+        6 => "passwordTooShort",
+        7 => "passwordTooYoung",
+        8 => "passwordInHistory",
+        _ => "unknown",
+    }
+}
+
 /// Values of an attribute, matched case-insensitively (servers return their own spelling).
 /// Binary values are rendered as lower-case hex.
 fn attr_values(entry: &SearchEntry, name: &str) -> Vec<String> {
@@ -1042,6 +1147,33 @@ mod tests {
             Secret::new("svc"),
             "ou=people,dc=example,dc=com",
         )
+    }
+
+    #[test]
+    fn ppolicy_response_parsing() {
+        // error: accountLocked
+        assert_eq!(ppolicy_error(&[0x30, 0x03, 0x81, 0x01, 0x01]), Some(1));
+        // warning (graceAuthNsRemaining 2) then error: changeAfterReset
+        assert_eq!(
+            ppolicy_error(&[0x30, 0x08, 0xa0, 0x03, 0x81, 0x01, 0x02, 0x81, 0x01, 0x02]),
+            Some(2)
+        );
+        // long-form length
+        assert_eq!(
+            ppolicy_error(&[0x30, 0x81, 0x03, 0x81, 0x01, 0x00]),
+            Some(0)
+        );
+        // warning only, empty, truncated, garbage
+        assert_eq!(
+            ppolicy_error(&[0x30, 0x05, 0xa0, 0x03, 0x80, 0x01, 0x05]),
+            None
+        );
+        assert_eq!(ppolicy_error(&[0x30, 0x00]), None);
+        assert_eq!(ppolicy_error(&[0x30, 0x05, 0x81]), None);
+        assert_eq!(ppolicy_error(&[]), None);
+        assert_eq!(ppolicy_error(&[0x04, 0x01, 0x01]), None);
+        assert_eq!(ppolicy_state(1), Some(AccountState::LockedAtDirectory));
+        assert_eq!(ppolicy_state(5), None);
     }
 
     #[test]

@@ -14,7 +14,6 @@ pub const CONSUMED_CODE_GRACE_SECS: i64 = 86_400;
 macro_rules! impl_store {
     (
         store = $store:ident,
-        db = $db:ty,
         backend = $backend:literal,
         for_update = $for_update:literal,
         for_share = $for_share:literal $(,)?
@@ -704,7 +703,9 @@ macro_rules! impl_store {
                         false,
                     ),
                 ];
-                let mut total = 0;
+                // Lockout records have their own rules (see LockoutStore).
+                let mut total =
+                    ::tessera_core::store::LockoutStore::lockout_collect_expired(self, now).await?;
                 for (sql, with_grace) in steps {
                     let mut q = sqlx::query(sql).bind(now);
                     if with_grace {

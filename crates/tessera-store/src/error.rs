@@ -52,7 +52,10 @@ fn error_class(e: &sqlx::Error) -> &'static str {
 fn database_err(db: &dyn sqlx::error::DatabaseError) -> StoreError {
     let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
     if db.is_unique_violation() {
-        let what = db.constraint().or(db.table()).unwrap_or("unique constraint");
+        let what = db
+            .constraint()
+            .or(db.table())
+            .unwrap_or("unique constraint");
         return StoreError::Conflict(format!("unique violation on {what}"));
     }
     // PostgreSQL SQLSTATE classes: 08 connection exception, 53 insufficient resources,
@@ -68,7 +71,11 @@ fn database_err(db: &dyn sqlx::error::DatabaseError) -> StoreError {
         .map(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
         .unwrap_or(false);
     // SQLSTATE class 22 (data exception) messages may quote the offending input value.
-    let message = if code.starts_with("22") { "data exception" } else { db.message() };
+    let message = if code.starts_with("22") {
+        "data exception"
+    } else {
+        db.message()
+    };
     let text = if code.is_empty() {
         format!("database error: {message}")
     } else {
@@ -131,6 +138,9 @@ mod tests {
     fn io_is_unavailable() {
         let e = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert!(matches!(db_err(e), StoreError::Unavailable(_)));
-        assert!(matches!(db_err(sqlx::Error::PoolTimedOut), StoreError::Unavailable(_)));
+        assert!(matches!(
+            db_err(sqlx::Error::PoolTimedOut),
+            StoreError::Unavailable(_)
+        ));
     }
 }

@@ -17,6 +17,7 @@
 
 mod common;
 mod error;
+mod lockout;
 mod postgres;
 mod sqlite;
 
@@ -38,9 +39,7 @@ pub async fn open_store(url_or_path: &str) -> Result<Arc<dyn Store>, StoreError>
 
 /// As [`open_store`] but without migrating (for diagnostics such as `tessera doctor`, which
 /// report [`Store::schema_version`] instead of changing the schema).
-pub async fn open_store_without_migrating(
-    url_or_path: &str,
-) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open_store_without_migrating(url_or_path: &str) -> Result<Arc<dyn Store>, StoreError> {
     open(url_or_path, false).await
 }
 
@@ -114,8 +113,14 @@ mod tests {
             parse_location("postgres://u:p@h/db").unwrap(),
             Location::Postgres("postgres://u:p@h/db")
         );
-        assert!(matches!(parse_location("postgresql://h/db").unwrap(), Location::Postgres(_)));
-        assert_eq!(parse_location("sqlite::memory:").unwrap(), Location::SqliteMemory);
+        assert!(matches!(
+            parse_location("postgresql://h/db").unwrap(),
+            Location::Postgres(_)
+        ));
+        assert_eq!(
+            parse_location("sqlite::memory:").unwrap(),
+            Location::SqliteMemory
+        );
         assert_eq!(
             parse_location("sqlite:///var/lib/t.db").unwrap(),
             Location::SqliteFile(Path::new("/var/lib/t.db"))
@@ -128,7 +133,9 @@ mod tests {
             parse_location("t.db").unwrap(),
             Location::SqliteFile(Path::new("t.db"))
         );
-        let err = parse_location("mysql://user:hunter2@h/db").unwrap_err().to_string();
+        let err = parse_location("mysql://user:hunter2@h/db")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("mysql") && !err.contains("hunter2"), "{err}");
         assert!(parse_location("sqlite:").is_err());
     }

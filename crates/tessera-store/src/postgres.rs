@@ -3,10 +3,12 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Connection as _;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use crate::common::impl_store;
+use crate::lockout::impl_lockout;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -23,22 +25,28 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects a pool (up to 16 connections, 5 s acquire timeout) and checks one connection.
+    /// Checks that the database answers (one connection, at most 5 s), then sets up a pool of
+    /// up to 16 connections with a 5 s acquire timeout.
     /// The URL is never echoed in errors (it may hold a password).
     /// Does not migrate: call [`PgStore::migrate`].
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|_| StoreError::Backend("invalid PostgreSQL URL".into()))?
             .application_name("tessera");
+        // One direct attempt first: a refused connection or bad credentials fail at once
+        // (the pool would retry until its acquire timeout), and a silent server is bounded.
+        let probe = tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out connecting to PostgreSQL".into()))?
+            .map_err(db_err)?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(IDLE_TIMEOUT)
             .max_lifetime(MAX_LIFETIME)
-            .connect_with(options)
-            .await
-            .map_err(db_err)?;
+            .connect_lazy_with(options);
+        let _ = probe.close().await;
         Ok(Self { pool })
     }
 
@@ -81,8 +89,11 @@ impl PgStore {
 
 impl_store!(
     store = PgStore,
-    db = sqlx::Postgres,
     backend = "postgres",
     for_update = " FOR UPDATE",
     for_share = " FOR SHARE",
+);
+impl_lockout!(
+    store = PgStore,
+    key_lock = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
 );

@@ -10,6 +10,7 @@ use sqlx::sqlite::{
 };
 
 use crate::common::impl_store;
+use crate::lockout::impl_lockout;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -85,7 +86,10 @@ impl SqliteStore {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         // Take the write lock up front (waiting up to the busy timeout) instead of upgrading a
         // read lock later, which fails with SQLITE_BUSY under WAL without waiting.
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_err)
     }
 
     async fn applied_version(&self) -> Result<i64, StoreError> {
@@ -113,8 +117,8 @@ impl SqliteStore {
 
 impl_store!(
     store = SqliteStore,
-    db = sqlx::Sqlite,
     backend = "sqlite",
     for_update = "",
     for_share = "",
 );
+impl_lockout!(store = SqliteStore, key_lock = "");

@@ -311,4 +311,5 @@ pub fn merge_principals(outcomes: &[(String, ControlFlag, Outcome)]) -> Principa
 }
 
 #[cfg(test)]
+#[path = "chain_tests.rs"]
 mod tests;

@@ -5,8 +5,10 @@
 //! as) a bad credential.
 
 mod chain;
+mod local;
 
 pub use chain::{Chain, ChainEntry, ChainResult, ControlFlag, Decision};
+pub use local::LocalProvider;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

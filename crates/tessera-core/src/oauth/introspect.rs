@@ -37,10 +37,10 @@ impl Engine {
         if exp <= now {
             return Ok(None);
         }
-        if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
-            if self.store.is_access_token_revoked(jti).await? {
-                return Ok(None);
-            }
+        if let Some(jti) = claims.get("jti").and_then(Value::as_str)
+            && self.store.is_access_token_revoked(jti).await?
+        {
+            return Ok(None);
         }
         if let Some(gid) = claims.get("gid").and_then(Value::as_str) {
             match self.store.get_grant(gid).await? {
@@ -57,13 +57,11 @@ impl Engine {
         for round in 0..2 {
             let try_refresh = (round == 0) == refresh_first;
             if try_refresh {
-                if token.len() <= 128 {
-                    let hash = self.master.hash_token(token);
-                    if let Some(rt) = self.store.get_refresh_token(&hash).await? {
-                        if rt.expires_at > now {
-                            return Ok(Some(Found::Refresh(rt)));
-                        }
-                    }
+                if token.len() <= 128
+                    && let Some(rt) = self.store.get_refresh_token(&self.master.hash_token(token)).await?
+                    && rt.expires_at > now
+                {
+                    return Ok(Some(Found::Refresh(rt)));
                 }
             } else if let Some(claims) = self.verify_access_token(token, now).await? {
                 return Ok(Some(Found::Access(claims)));
