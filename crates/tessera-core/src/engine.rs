@@ -34,6 +34,8 @@ pub struct Engine {
     pub jwks: crate::assertion::JwksCache,
     /// Soft-lockout counters (see `crate::lockout`), exported on `/metrics`.
     pub lockout_metrics: Arc<crate::lockout::LockoutMetrics>,
+    /// Debug switch, recent authentication traces, failure catalog, unredeemed-code monitor.
+    pub diagnostics: Arc<crate::diagnostics::Diagnostics>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -82,6 +84,7 @@ impl Engine {
             backchannel: Arc::new(crate::interactive::NoBackchannel),
             jwks: crate::assertion::JwksCache::default(),
             lockout_metrics: Arc::default(),
+            diagnostics: Arc::default(),
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod assertion;
 pub mod authn;
 pub mod clock;
+pub mod diagnostics;
 pub mod discovery;
 pub mod engine;
 pub mod error;

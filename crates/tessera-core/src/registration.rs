@@ -11,7 +11,7 @@ use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::model::{AuthMethod, Client, ClientOrigin};
 use crate::oauth::grant_type;
 use crate::oauth::scope::Scope;
-use crate::secrets::random_token;
+use crate::secrets::{MasterKey, SecretError, random_token};
 use crate::settings::paths;
 
 fn bad_meta(msg: impl Into<String>) -> OAuthError {
@@ -266,18 +266,24 @@ pub fn client_metadata(client: &Client) -> Map<String, Value> {
 /// hash — plus a sealed copy for `client_secret_jwt`, which needs the secret as an HMAC key.
 pub fn set_new_secret(engine: &Engine, client: &mut Client) -> OAuthResult<String> {
     let secret = random_token().map_err(OAuthError::server_error)?;
-    client.secret_hash = Some(engine.master.hash_client_secret(&secret));
+    set_secret(&engine.master, client, &secret).map_err(OAuthError::server_error)?;
+    Ok(secret)
+}
+
+/// Store `secret` for `client`: its keyed hash, and for `client_secret_jwt` a sealed copy.
+pub fn set_secret(master: &MasterKey, client: &mut Client, secret: &str) -> Result<(), SecretError> {
+    client.secret_hash = Some(master.hash_client_secret(secret));
     client.secret_sealed = if client.token_endpoint_auth_method == AuthMethod::ClientSecretJwt {
-        Some(
-            engine
-                .master
-                .seal(secret.as_bytes(), &format!("client-secret:{}", client.client_id))
-                .map_err(OAuthError::server_error)?,
-        )
+        Some(master.seal(secret.as_bytes(), &client_secret_context(&client.client_id))?)
     } else {
         None
     };
-    Ok(secret)
+    Ok(())
+}
+
+/// Associated data binding a sealed client secret to its client.
+pub fn client_secret_context(client_id: &str) -> String {
+    format!("client-secret:{client_id}")
 }
 
 fn bearer_token(authorization: Option<&str>) -> Option<&str> {

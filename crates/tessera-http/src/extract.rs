@@ -30,19 +30,27 @@ pub async fn request_id_layer(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// Who is calling: request id and source address.
+/// Who is calling: request id, source address, and the authentication trace (recording when
+/// the diagnostics switch is on globally or for any user/client; see
+/// `tessera_core::diagnostics`).
 pub struct Context(pub RequestContext);
 
-impl<S: Send + Sync> FromRequestParts<S> for Context {
+impl<S> FromRequestParts<S> for Context
+where
+    S: Send + Sync,
+    AppState: axum::extract::FromRef<S>,
+{
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let request_id = parts
             .extensions
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default();
         let source_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        Ok(Context(RequestContext { request_id, source_ip, ..Default::default() }))
+        let app = <AppState as axum::extract::FromRef<S>>::from_ref(state);
+        let trace = app.engine.diagnostics.begin();
+        Ok(Context(RequestContext { request_id, source_ip, trace }))
     }
 }
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The OAuth surface of issue 2 over HTTP, through the real router with a real (in-memory
 //! SQLite) store: token endpoint success and every error code, introspection, revocation,
 //! discovery, JWKS, key rotation and dynamic registration.

@@ -12,7 +12,7 @@ use tessera_core::authn::{AuthProvider, Chain, ChainEntry, LocalProvider};
 use tessera_core::clock::{SharedClock, UnixTime};
 use tessera_core::engine::EngineParts;
 use tessera_core::keys::{KeyError, KeyManager};
-use tessera_core::model::{AuthMethod, Client, ClientOrigin};
+use tessera_core::model::{Client, ClientOrigin};
 use tessera_core::secrets::{MasterKey, PasswordHasher, PasswordParams, SecretError};
 use tessera_core::store::{Store, StoreError};
 use tokio::net::TcpListener;
@@ -97,7 +97,7 @@ impl App {
         }
         let passwords = PasswordHasher::new(PasswordParams::default())?;
         let chain = build_chain(&config.providers, &store, &passwords)?;
-        let engine = Engine::new(EngineParts {
+        let mut engine = Engine::new(EngineParts {
             settings: Arc::new(settings),
             store,
             keys: Arc::new(keys),
@@ -106,6 +106,11 @@ impl App {
             passwords,
             chain,
         });
+        // OpenID Connect Back-Channel Logout 1.0: deliver logout tokens to registered clients.
+        engine.backchannel = Arc::new(
+            tessera_http::backchannel::HttpBackchannel::direct(std::time::Duration::from_secs(5))
+                .map_err(|e| AppError::Setup(format!("back-channel logout HTTP client: {e}")))?,
+        );
         Ok(Self {
             config,
             engine: Arc::new(engine),
@@ -326,13 +331,7 @@ pub async fn apply_config_clients(
         }
         client.client_id_issued_at = existing.as_ref().map_or(now, |e| e.client_id_issued_at);
         if let Some(secret) = &declared.secret {
-            client.secret_hash = Some(engine.master.hash_client_secret(secret.expose()));
-            if client.token_endpoint_auth_method == AuthMethod::ClientSecretJwt {
-                // Same sealing context as `tessera_core::registration::set_new_secret`.
-                let context = format!("client-secret:{}", client.client_id);
-                client.secret_sealed =
-                    Some(engine.master.seal(secret.expose().as_bytes(), &context)?);
-            }
+            tessera_core::registration::set_secret(&engine.master, &mut client, secret.expose())?;
         }
         engine.store.put_client(&client).await?;
     }

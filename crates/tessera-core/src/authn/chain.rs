@@ -12,9 +12,42 @@
 //! at least one SUFFICIENT or OPTIONAL must succeed; a chain where every provider was
 //! `NotApplicable` ("ignored") fails.
 //!
+//! A provider answering [`Outcome::NotApplicable`] is "ignored" (JAAS `login()` returning
+//! false): it counts as neither success nor failure. Every other non-success answer (bad
+//! credentials, unknown user, empty password, account state, unavailable) is a failure for the
+//! flags above.
+//!
+//! # Unavailable is never a bad password
+//!
 //! Tessera's addition: when the chain fails and it would have succeeded had every *unavailable*
-//! provider succeeded, the result is [`Decision::Unavailable`] — the user is told to try later and
-//! nothing is counted against the account. Only a failure with no such excuse is a denial.
+//! provider succeeded, the result is [`Decision::Unavailable`] — the user is told to try later
+//! (the login page says "temporarily unavailable"; an API path answers HTTP 503
+//! `temporarily_unavailable`, see [`Decision::unavailable_error`]) and nothing is counted
+//! against the account. Providers the chain never ran (it stopped at an unavailable REQUISITE)
+//! are unknown and so are assumed able to succeed: the question is "could this attempt have
+//! succeeded?". Only a failure with no such excuse is a denial, and a denial always names a
+//! provider that genuinely refused (never an unavailable one), e.g. a REQUIRED local store that
+//! rejected the password before an unavailable REQUISITE directory.
+//! The verdict, the providers run (short-circuits) and this rule are checked against an
+//! independent reference model by the property test in `chain_props.rs`.
+//!
+//! # Attribute merge rules
+//!
+//! When the chain succeeds, the principals of *every* provider that ran and answered
+//! `Authenticated` (in chain order; a SUFFICIENT short-circuit means later providers did not
+//! run) are merged by [`merge_principals`]:
+//!
+//! | field | rule |
+//! |---|---|
+//! | `subject`, `username`, `provider` | from the first successful provider only (the subject is never mixed) |
+//! | `name`, `given_name`, `family_name` | each: the first successful provider that has a value |
+//! | `email` + `email_verified` | as a pair, from the first successful provider that has an email (a later provider's verification never applies to another provider's address) |
+//! | `groups` | ordered union, first occurrence kept, no duplicates (exact, case-sensitive names) |
+//! | `amr` | ordered union, like groups |
+//! | other `attributes` | per key: the first successful provider that has the key wins (no deep merge) |
+//!
+//! Providers that failed or were ignored contribute nothing, even in a chain that succeeded
+//! (e.g. an OPTIONAL directory that was down contributes no groups).
 
 use std::sync::Arc;
 
@@ -23,6 +56,7 @@ use serde_json::Map;
 
 use super::{AuthProvider, Outcome, PasswordCredentials, Principal};
 use crate::detail;
+use crate::error::OAuthError;
 use crate::trace::Trace;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -64,6 +98,24 @@ pub enum Decision {
     },
     /// Could not decide because a provider was unavailable.
     Unavailable { provider: String, cause: String, host: Option<String> },
+}
+
+impl Decision {
+    /// For API paths (JSON endpoints that run the chain): an `Unavailable` decision becomes
+    /// `temporarily_unavailable`, which the HTTP edge answers with 503. The client only sees
+    /// the generic description; the cause, logged by the edge at WARN, names the provider and
+    /// its host. `None` for the other decisions.
+    pub fn unavailable_error(&self) -> Option<OAuthError> {
+        match self {
+            Decision::Unavailable { provider, cause, host } => {
+                Some(OAuthError::temporarily_unavailable(format!(
+                    "authentication provider '{provider}' unavailable (host {}): {cause}",
+                    host.as_deref().unwrap_or("-")
+                )))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The verdict plus what each provider answered, in order (providers not run are absent).
@@ -189,7 +241,8 @@ impl Chain {
                 break;
             }
         }
-        let decision = decide(&results, &outcomes, self.entries.len());
+        let flags: Vec<ControlFlag> = self.entries.iter().map(|e| e.flag).collect();
+        let decision = decide(&results, &outcomes, &flags);
         trace.step("chain", "decision", decision_label(&decision), Map::new);
         ChainResult { decision, outcomes }
     }
@@ -216,11 +269,11 @@ fn decision_label(d: &Decision) -> &'static str {
     }
 }
 
-/// Decide from the outcomes of the providers that ran (`total` = providers in the chain).
+/// Decide from the outcomes of the providers that ran (`flags` = the whole chain's flags).
 fn decide(
     results: &[(ControlFlag, Option<bool>)],
     outcomes: &[(String, ControlFlag, Outcome)],
-    total: usize,
+    flags: &[ControlFlag],
 ) -> Decision {
     let (verdict, _) = evaluate(results);
     match verdict {
@@ -231,31 +284,43 @@ fn decide(
             credential_failure: false,
         },
         Verdict::Failure(i) => {
-            // Would the chain have succeeded had every unavailable provider succeeded? If the
-            // chain stopped early on an unavailable REQUISITE, later providers never ran: the
-            // answer is unknown, so that counts as unavailable too.
-            let first_unavailable = outcomes
+            // Could the attempt have succeeded? Re-evaluate with every unavailable provider
+            // succeeding and every provider that did not run (the chain stopped at an
+            // unavailable REQUISITE) succeeding too: their answers are unknown. JAAS is
+            // monotone (turning a failure into a success never turns success into failure),
+            // so this is exactly "some answers of the unknown providers would succeed".
+            let hypothetical: Vec<(ControlFlag, Option<bool>)> = flags
                 .iter()
-                .find(|(_, _, o)| matches!(o, Outcome::Unavailable { .. }));
-            if let Some((name, _, Outcome::Unavailable { cause, host })) = first_unavailable {
-                let hypothetical: Vec<_> = results
-                    .iter()
-                    .zip(outcomes)
-                    .map(|((f, r), (_, _, o))| {
-                        if matches!(o, Outcome::Unavailable { .. }) { (*f, Some(true)) } else { (*f, *r) }
-                    })
-                    .collect();
-                let stopped_early = outcomes.len() < total;
-                let (hv, _) = evaluate(&hypothetical);
-                if hv == Verdict::Success || (stopped_early && ends_on_unavailable(outcomes)) {
-                    return Decision::Unavailable {
-                        provider: name.clone(),
-                        cause: cause.clone(),
-                        host: host.clone(),
-                    };
+                .enumerate()
+                .map(|(k, f)| match (results.get(k), outcomes.get(k)) {
+                    (Some(_), Some((_, _, Outcome::Unavailable { .. }))) | (None, _) => {
+                        (*f, Some(true))
+                    }
+                    (Some((_, r)), _) => (*f, *r),
+                })
+                .collect();
+            let decisive = match evaluate(&hypothetical).0 {
+                Verdict::Success => {
+                    let first_unavailable = outcomes
+                        .iter()
+                        .find(|(_, _, o)| matches!(o, Outcome::Unavailable { .. }));
+                    if let Some((name, _, Outcome::Unavailable { cause, host })) =
+                        first_unavailable
+                    {
+                        return Decision::Unavailable {
+                            provider: name.clone(),
+                            cause: cause.clone(),
+                            host: host.clone(),
+                        };
+                    }
+                    i
                 }
-            }
-            let (name, _, outcome) = &outcomes[i];
+                // Not excused by an outage: name the provider that genuinely refused (the
+                // hypothetical never fails on an unavailable one).
+                Verdict::Failure(j) if j < outcomes.len() => j,
+                Verdict::Failure(_) | Verdict::AllIgnored => i,
+            };
+            let (name, _, outcome) = &outcomes[decisive];
             // A credential failure anywhere among the failed providers makes it one for lockout,
             // unless an account-state answer shows the password was right.
             let any_state = outcomes.iter().any(|(_, _, o)| matches!(o, Outcome::AccountState(_)));
@@ -270,13 +335,10 @@ fn decide(
     }
 }
 
-fn ends_on_unavailable(outcomes: &[(String, ControlFlag, Outcome)]) -> bool {
-    matches!(outcomes.last(), Some((_, _, Outcome::Unavailable { .. })))
-}
-
-/// Merge the principals of all successful providers. The first (in chain order) supplies the
-/// subject, username and provider; for each other single-valued attribute the first provider
-/// that has it wins; groups and `amr` are the ordered union.
+/// Merge the principals of all successful providers by the rules in the module documentation
+/// ("Attribute merge rules"): the first (in chain order) supplies the subject, username and
+/// provider; for each other single-valued attribute the first provider that has it wins (email
+/// and `email_verified` as a pair); groups and `amr` are the ordered union.
 pub fn merge_principals(outcomes: &[(String, ControlFlag, Outcome)]) -> Principal {
     let mut merged: Option<Principal> = None;
     for (_, _, o) in outcomes {
@@ -313,3 +375,7 @@ pub fn merge_principals(outcomes: &[(String, ControlFlag, Outcome)]) -> Principa
 #[cfg(test)]
 #[path = "chain_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "chain_props.rs"]
+mod props;

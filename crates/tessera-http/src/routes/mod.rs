@@ -3,6 +3,7 @@
 mod admin;
 mod authorize;
 mod consent;
+mod diagnostics;
 mod login;
 mod logout;
 mod metadata;
@@ -26,6 +27,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/metrics", get(admin::metrics))
         .route("/admin/lockout", get(admin::list))
         .route("/admin/lockout/{name}", get(admin::status).delete(admin::clear))
+        .route("/admin/debug/authn", get(diagnostics::get_debug).post(diagnostics::set_debug))
+        .route("/admin/traces", get(diagnostics::list_traces))
+        .route("/admin/traces/{request_id}", get(diagnostics::show_trace))
         .route(paths::TOKEN, post(oauth::token))
         .route(paths::INTROSPECT, post(oauth::introspect))
         .route(paths::REVOKE, post(oauth::revoke))
@@ -40,4 +44,12 @@ pub(crate) fn routes() -> Router<AppState> {
             &format!("{}/{{client_id}}", paths::REGISTER),
             get(register::read).put(register::update).delete(register::delete),
         )
+}
+
+/// RFC 6749 §5.1: responses with tokens or credentials are not cached.
+pub(crate) fn no_store(mut r: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
 }

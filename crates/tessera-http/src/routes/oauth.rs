@@ -2,22 +2,16 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tessera_core::engine::Endpoint;
 use tessera_core::oauth::client_auth;
 use tessera_core::OAuthError;
 
+use super::no_store;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Authorization, Context, OAuthForm};
-
-/// RFC 6749 §5.1: responses with tokens or credentials are not cached.
-fn no_store(mut r: Response) -> Response {
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    r
-}
 
 pub(super) async fn token(
     State(s): State<AppState>,
@@ -25,8 +19,9 @@ pub(super) async fn token(
     Authorization(auth): Authorization,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, ApiError> {
-    let resp = s.engine.token(auth.as_deref(), &params, &ctx).await?;
-    Ok(no_store(Json(resp).into_response()))
+    let result = s.engine.token(auth.as_deref(), &params, &ctx).await;
+    super::diagnostics::record_token_attempt(&s, &ctx, auth.as_deref(), &params, &result);
+    Ok(no_store(Json(result?).into_response()))
 }
 
 async fn authenticated_caller(

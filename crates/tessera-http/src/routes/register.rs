@@ -2,18 +2,13 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use super::no_store;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Authorization, JsonBody};
-
-fn no_store(mut r: Response) -> Response {
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    r
-}
 
 pub(super) async fn create(
     State(s): State<AppState>,
