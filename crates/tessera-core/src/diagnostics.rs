@@ -706,7 +706,10 @@ pub mod catalog {
     }
 
     fn detail_str<'a>(s: &'a TraceStep, key: &str) -> &'a str {
-        s.detail.get(key).and_then(|v| v.as_str()).unwrap_or_default()
+        s.detail
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
     }
 
     fn detail_num(s: &TraceStep, key: &str) -> Option<i64> {
@@ -718,13 +721,29 @@ pub mod catalog {
         let t = text.to_ascii_lowercase();
         if t.contains("timeout") || t.contains("timed out") {
             // A connect that timed out vs. an operation that did: LDAP ops are the hang case.
-            return get(if ldap { "TSR-LDAP-002" } else { "TSR-NET-TIMEOUT" });
+            return get(if ldap {
+                "TSR-LDAP-002"
+            } else {
+                "TSR-NET-TIMEOUT"
+            });
         }
         if t.contains("certificate") || t.contains("tls") || t.contains("unknownissuer") {
-            return get(if ldap { "TSR-LDAP-006" } else { "TSR-TLS-HANDSHAKE" });
+            return get(if ldap {
+                "TSR-LDAP-006"
+            } else {
+                "TSR-TLS-HANDSHAKE"
+            });
         }
-        if t.contains("refused") || t.contains("lookup") || t.contains("dns") || t.contains("unreachable") {
-            return get(if ldap { "TSR-LDAP-001" } else { "TSR-NET-REFUSED" });
+        if t.contains("refused")
+            || t.contains("lookup")
+            || t.contains("dns")
+            || t.contains("unreachable")
+        {
+            return get(if ldap {
+                "TSR-LDAP-001"
+            } else {
+                "TSR-NET-REFUSED"
+            });
         }
         None
     }
@@ -796,7 +815,11 @@ pub mod catalog {
                         }
                     }
                     ("user_bind", outcome) => {
-                        if outcome.contains("lock") || detail_str(s, "ppolicy").contains("lock") {
+                        if outcome.contains("lock")
+                            || detail_str(s, "ppolicy")
+                                .to_ascii_lowercase()
+                                .contains("lock")
+                        {
                             return get("TSR-AUTHN-LOCKED");
                         }
                         if outcome == "account_state" {
@@ -850,7 +873,11 @@ pub mod catalog {
     }
 
     fn from_error(e: &AttemptError) -> Option<&'static Entry> {
-        let d = e.description.as_deref().unwrap_or_default().to_ascii_lowercase();
+        let d = e
+            .description
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let c = e.cause.as_deref().unwrap_or_default().to_ascii_lowercase();
         let code = match e.error.as_str() {
             "invalid_grant" if d.contains("redirect_uri") => "TSR-GRANT-REDIRECT",
@@ -918,7 +945,8 @@ mod tests {
         let d = Diagnostics::default();
         d.switch.set(true, None, Some("rp"));
         let c = ctx(d.begin());
-        c.trace.step("lockout", "check", "locked", || detail! {"until" => 1});
+        c.trace
+            .step("lockout", "check", "locked", || detail! {"until" => 1});
         let err = OAuthError::invalid_client("client authentication failed")
             .with_cause("client 'rp' locked until then");
         let kept = d
@@ -1000,7 +1028,11 @@ mod tests {
         }
         assert_eq!(ring.len(), 3);
         assert!(ring.get("r1").is_none());
-        let ids: Vec<_> = ring.recent(2).iter().map(|r| r.request_id.clone()).collect();
+        let ids: Vec<_> = ring
+            .recent(2)
+            .iter()
+            .map(|r| r.request_id.clone())
+            .collect();
         assert_eq!(ids, ["r4", "r3"]);
     }
 
@@ -1044,40 +1076,89 @@ mod tests {
         };
         let err = AttemptError::default();
         let cases = [
-            (step("assertion", "check:aud", "failed", detail! {}), "TSR-ASSERT-AUD"),
-            (step("assertion", "check:exp", "failed", detail! {}), "TSR-ASSERT-EXP"),
-            (step("assertion", "check:iat", "failed", detail! {}), "TSR-ASSERT-SKEW"),
-            (step("assertion", "check:jti replay", "failed", detail! {}), "TSR-ASSERT-JTI"),
             (
-                step("assertion", "check:signature", "failed",
-                     detail! {"actual" => "no key matches the token's key id and algorithm"}),
+                step("assertion", "check:aud", "failed", detail! {}),
+                "TSR-ASSERT-AUD",
+            ),
+            (
+                step("assertion", "check:exp", "failed", detail! {}),
+                "TSR-ASSERT-EXP",
+            ),
+            (
+                step("assertion", "check:iat", "failed", detail! {}),
+                "TSR-ASSERT-SKEW",
+            ),
+            (
+                step("assertion", "check:jti replay", "failed", detail! {}),
+                "TSR-ASSERT-JTI",
+            ),
+            (
+                step(
+                    "assertion",
+                    "check:signature",
+                    "failed",
+                    detail! {"actual" => "no key matches the token's key id and algorithm"},
+                ),
                 "TSR-ASSERT-KID",
             ),
             (
-                step("assertion", "check:signature", "failed",
-                     detail! {"actual" => "signature verification failed"}),
+                step(
+                    "assertion",
+                    "check:signature",
+                    "failed",
+                    detail! {"actual" => "signature verification failed"},
+                ),
                 "TSR-ASSERT-SIG",
             ),
             (
-                step("provider:corp", "service_bind", "failed", detail! {"code" => 49, "host" => "h"}),
+                step(
+                    "provider:corp",
+                    "service_bind",
+                    "failed",
+                    detail! {"code" => 49, "host" => "h"},
+                ),
                 "TSR-LDAP-003",
             ),
             (
-                step("provider:corp", "search", "failed", detail! {"code" => 32, "host" => "h"}),
+                step(
+                    "provider:corp",
+                    "search",
+                    "failed",
+                    detail! {"code" => 32, "host" => "h"},
+                ),
                 "TSR-LDAP-004",
             ),
             (
-                step("provider:corp", "connect", "failed",
-                     detail! {"error" => "I/O error: Connection refused (os error 111)", "host" => "h"}),
+                step(
+                    "provider:corp",
+                    "connect",
+                    "failed",
+                    detail! {"error" => "I/O error: Connection refused (os error 111)", "host" => "h"},
+                ),
                 "TSR-LDAP-001",
             ),
             (
-                step("provider:corp", "result", "unavailable",
-                     detail! {"cause" => "operation timed out after 1000 ms"}),
+                step(
+                    "provider:corp",
+                    "result",
+                    "unavailable",
+                    detail! {"cause" => "operation timed out after 1000 ms"},
+                ),
                 "TSR-LDAP-002",
             ),
-            (step("chain", "provider:local", "unknown_user", detail! {}), "TSR-AUTHN-UNKNOWN-USER"),
-            (step("provider:local", "verify_password", "bad_credentials", detail! {}), "TSR-AUTHN-BAD-PASSWORD"),
+            (
+                step("chain", "provider:local", "unknown_user", detail! {}),
+                "TSR-AUTHN-UNKNOWN-USER",
+            ),
+            (
+                step(
+                    "provider:local",
+                    "verify_password",
+                    "bad_credentials",
+                    detail! {},
+                ),
+                "TSR-AUTHN-BAD-PASSWORD",
+            ),
         ];
         for (s, code) in cases {
             let got = catalog::classify(std::slice::from_ref(&s), &err).map(|e| e.code);
@@ -1093,10 +1174,22 @@ mod tests {
             cause: None,
         };
         let c = |a: AttemptError| catalog::classify(&[], &a).map(|e| e.code);
-        assert_eq!(c(e("redirect_uri does not match the authorization request")), Some("TSR-GRANT-REDIRECT"));
-        assert_eq!(c(e("the authorization code was already used")), Some("TSR-GRANT-CODE-REUSED"));
-        assert_eq!(c(e("code_verifier does not match the code_challenge")), Some("TSR-GRANT-PKCE"));
-        assert_eq!(c(e("the authorization code is invalid or has expired")), Some("TSR-GRANT-CODE-INVALID"));
+        assert_eq!(
+            c(e("redirect_uri does not match the authorization request")),
+            Some("TSR-GRANT-REDIRECT")
+        );
+        assert_eq!(
+            c(e("the authorization code was already used")),
+            Some("TSR-GRANT-CODE-REUSED")
+        );
+        assert_eq!(
+            c(e("code_verifier does not match the code_challenge")),
+            Some("TSR-GRANT-PKCE")
+        );
+        assert_eq!(
+            c(e("the authorization code is invalid or has expired")),
+            Some("TSR-GRANT-CODE-INVALID")
+        );
     }
 
     #[test]
@@ -1125,7 +1218,10 @@ mod tests {
         let missing: Vec<_> = in_code.iter().filter(|c| !documented.contains(c)).collect();
         let extra: Vec<_> = documented.iter().filter(|c| !in_code.contains(c)).collect();
         assert!(missing.is_empty(), "docs/errors.md lacks {missing:?}");
-        assert!(extra.is_empty(), "docs/errors.md lists unknown codes {extra:?}");
+        assert!(
+            extra.is_empty(),
+            "docs/errors.md lists unknown codes {extra:?}"
+        );
         assert_eq!(documented.len(), in_code.len(), "a code is listed twice");
     }
 }

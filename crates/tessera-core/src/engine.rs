@@ -36,6 +36,12 @@ pub struct Engine {
     pub lockout_metrics: Arc<crate::lockout::LockoutMetrics>,
     /// Debug switch, recent authentication traces, failure catalog, unredeemed-code monitor.
     pub diagnostics: Arc<crate::diagnostics::Diagnostics>,
+    /// Upstream OpenID providers (`crate::federation`); the binary installs the configured ones.
+    pub upstreams: crate::federation::Upstreams,
+    /// Client records read on every token request (see `crate::cache`).
+    client_cache: crate::cache::TtlCache<Option<Client>>,
+    /// Client lockout state, read on every client authentication.
+    pub(crate) client_lock_cache: crate::cache::TtlCache<Option<crate::lockout::LockoutRecord>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -73,6 +79,7 @@ pub struct EngineParts {
 
 impl Engine {
     pub fn new(p: EngineParts) -> Self {
+        let cache_ttl = std::time::Duration::from_millis(p.settings.client_cache_ttl_ms);
         Self {
             settings: p.settings,
             store: p.store,
@@ -85,11 +92,29 @@ impl Engine {
             jwks: crate::assertion::JwksCache::default(),
             lockout_metrics: Arc::default(),
             diagnostics: Arc::default(),
+            upstreams: crate::federation::Upstreams::default(),
+            client_cache: crate::cache::TtlCache::new(cache_ttl, 10_000),
+            client_lock_cache: crate::cache::TtlCache::new(cache_ttl, 10_000),
         }
     }
 
     pub fn now(&self) -> UnixTime {
         self.clock.now()
+    }
+
+    /// A client record, from this node's short-lived cache or the store.
+    pub async fn client(&self, client_id: &str) -> crate::store::StoreResult<Option<Client>> {
+        if let Some(hit) = self.client_cache.get(client_id) {
+            return Ok(hit);
+        }
+        let found = self.store.get_client(client_id).await?;
+        self.client_cache.put(client_id, found.clone());
+        Ok(found)
+    }
+
+    /// Drop a cached client record after changing it through this node.
+    pub fn forget_client(&self, client_id: &str) {
+        self.client_cache.invalidate(client_id);
     }
 
     /// The scopes a client may request: its registered `scope`, else everything supported.
@@ -180,8 +205,7 @@ impl Engine {
             );
         };
         let client = match self
-            .store
-            .get_client(client_id)
+            .client(client_id)
             .await
             .map_err(OAuthError::from)?
         {

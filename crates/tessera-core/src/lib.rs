@@ -7,11 +7,13 @@
 
 pub mod assertion;
 pub mod authn;
+pub mod cache;
 pub mod clock;
 pub mod diagnostics;
 pub mod discovery;
 pub mod engine;
 pub mod error;
+pub mod federation;
 pub mod interactive;
 pub mod keys;
 pub mod lockout;

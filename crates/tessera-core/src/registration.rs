@@ -397,12 +397,14 @@ impl Engine {
             }
         }
         self.store.put_client(&updated).await?;
+        self.forget_client(client_id);
         Ok(self.registration_response(&updated, new_secret, None))
     }
 
     pub async fn delete_registration(&self, client_id: &str, authorization: Option<&str>) -> OAuthResult<()> {
         self.managed_client(client_id, authorization).await?;
         self.store.delete_client(client_id).await?;
+        self.forget_client(client_id);
         Ok(())
     }
 }

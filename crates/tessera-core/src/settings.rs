@@ -60,6 +60,10 @@ pub struct Settings {
     pub max_jwt_bytes: usize,
     /// Development only: allow http:// redirect URIs for non-loopback hosts.
     pub dangerous_allow_http_redirects: bool,
+    /// How long a node may serve a client record or a client's lockout state from memory,
+    /// milliseconds (0 = always read the store). Default 1000: a change made on another node
+    /// is seen within a second; changes made through this node are seen at once.
+    pub client_cache_ttl_ms: u64,
     /// Soft lockout of end users (password logins), keyed by the submitted username. Default
     /// [`LockoutPolicy::users`]: threshold 5 (the 5th failure locks), window 5 min, lock 30 min.
     pub user_lockout: LockoutPolicy,
@@ -103,6 +107,7 @@ impl Settings {
             max_body_bytes: 64 * 1024,
             max_jwt_bytes: 16 * 1024,
             dangerous_allow_http_redirects: false,
+            client_cache_ttl_ms: 1000,
             user_lockout: LockoutPolicy::users(),
             client_lockout: LockoutPolicy::clients(),
             client_lockout_scope: ClientLockoutScope::ClientAndSource,

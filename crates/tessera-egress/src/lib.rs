@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tessera_jose::JwkSet;
 
+mod upstream;
+pub use upstream::Reply;
+
 /// Outbound HTTP settings (the `[egress]` configuration block).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -442,3 +445,8 @@ mod tests {
         assert_eq!(e.class(), "configuration");
     }
 }
+
+// Proxy settings and the connectivity probe (diagnostics work).
+pub mod probe;
+pub mod proxy;
+pub use proxy::{NoProxy, ProxyConfig, ProxySettings};

@@ -9,6 +9,8 @@ pub mod error;
 pub mod extract;
 mod routes;
 
+pub use routes::EgressUpstreamHttp;
+
 use std::sync::Arc;
 
 use axum::Router;

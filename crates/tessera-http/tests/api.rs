@@ -209,12 +209,14 @@ async fn expired_or_disabled_clients_are_refused() {
     let mut c = h.engine.store.get_client("svc").await.unwrap().unwrap();
     c.client_secret_expires_at = T0 - 1;
     h.engine.store.put_client(&c).await.unwrap();
+    h.engine.forget_client("svc");
     let (s, headers, b) = h.post_form("/token", Some(("svc", &secret)), b"grant_type=client_credentials").await;
     assert_oauth_error(s, &headers, &b, StatusCode::UNAUTHORIZED, "invalid_client");
     assert_eq!(b["error_description"], "client secret has expired");
     c.client_secret_expires_at = 0;
     c.disabled = true;
     h.engine.store.put_client(&c).await.unwrap();
+    h.engine.forget_client("svc");
     let (s, headers, b) = h.post_form("/token", Some(("svc", &secret)), b"grant_type=client_credentials").await;
     assert_oauth_error(s, &headers, &b, StatusCode::UNAUTHORIZED, "invalid_client");
 }
@@ -491,4 +493,27 @@ async fn registered_client_gets_tokens() {
     let body = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
     let (s, _, b) = h.post_form("/token", None, body.as_bytes()).await;
     assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+#[tokio::test]
+async fn a_client_is_never_refused_for_its_own_concurrency() {
+    // Client lockout must not bound parallel requests of a correct client.
+    let h = harness().await;
+    let secret = h.client("busy", AuthMethod::ClientSecretBasic, &["client_credentials"], None).await;
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let router = h.router.clone();
+        let auth = format!("Basic {}", STANDARD.encode(format!("busy:{secret}")));
+        tasks.push(tokio::spawn(async move {
+            let req = Request::post("/token")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::AUTHORIZATION, auth)
+                .body(Body::from("grant_type=client_credentials"))
+                .unwrap();
+            router.oneshot(req).await.unwrap().status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
 }

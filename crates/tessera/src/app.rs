@@ -106,6 +106,10 @@ impl App {
             passwords,
             chain,
         });
+        // Client `jwks_uri` and trusted-issuer keys are fetched through the one egress client.
+        let http = tessera_egress::HttpClient::new(tessera_egress::EgressConfig::default())
+            .map_err(|e| AppError::Setup(format!("outbound HTTP client: {e}")))?;
+        engine.jwks = crate::cli_assertion::jwks_cache(http);
         // OpenID Connect Back-Channel Logout 1.0: deliver logout tokens to registered clients.
         engine.backchannel = Arc::new(
             tessera_http::backchannel::HttpBackchannel::direct(std::time::Duration::from_secs(5))

@@ -45,8 +45,15 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-    // Service accounts and JWT assertions are wired in here from `cli_assertion.rs`:
-    // `service-account create` and `assertion mint|check`.
+    /// Service accounts that obtain tokens with signed JWTs (Google key-file format).
+    #[command(subcommand)]
+    ServiceAccount(crate::cli_assertion::ServiceAccountCommand),
+    /// Mint a jwt-bearer assertion, or check one exactly as the token endpoint would.
+    #[command(subcommand)]
+    Assertion(crate::cli_assertion::AssertionCommand),
+    /// Inspect and clear soft lockouts (users and clients).
+    #[command(subcommand)]
+    Lockout(crate::cli_lockout::LockoutCommand),
 }
 
 #[derive(Debug, Subcommand)]

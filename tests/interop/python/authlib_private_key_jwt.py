@@ -21,6 +21,7 @@ import sys
 try:
     from authlib.integrations.requests_client import OAuth2Session
     from authlib.oauth2.rfc7523 import PrivateKeyJWT
+    from joserfc.jwk import ECKey, OKPKey, RSAKey
 except ImportError as e:  # pragma: no cover
     sys.exit(f"authlib is not installed in this interpreter: {e}")
 
@@ -40,6 +41,10 @@ def main() -> int:
         private_key = f.read()
     alg = os.environ.get("TESSERA_ALG", "ES256")
     scope = os.environ.get("TESSERA_SCOPE") or None
+    # Authlib 1.9 imports a raw PEM as an RSA key whatever the alg ("Not a key of: 'RSA'" for
+    # an EC key), so hand it a key object of the right type, as its docs do for non-RSA keys.
+    key_type = ECKey if alg.startswith("ES") else OKPKey if alg == "EdDSA" else RSAKey
+    private_key = key_type.import_key(private_key)
     auth = PrivateKeyJWT(token_endpoint, alg=alg)
     try:
         if os.environ.get("TESSERA_ASYNC") == "1":

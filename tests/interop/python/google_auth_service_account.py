@@ -56,6 +56,7 @@ def main() -> int:
         "subject": subject,
         "scopes": scopes,
         "expiry": creds.expiry.isoformat() if creds.expiry else None,
+        "access_token": creds.token,
         "claims": claims_of(creds.token),
     }))
     return 0

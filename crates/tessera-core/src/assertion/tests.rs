@@ -364,6 +364,7 @@ async fn client_must_be_registered_for_a_jwt_method() {
     let mut c = store.get_client("app").await.unwrap().unwrap();
     c.token_endpoint_auth_method = AuthMethod::ClientSecretBasic;
     store.put_client(&c).await.unwrap();
+    engine.forget_client("app");
     let r = auth(&engine, None, &sign(&key, &client_claims("app"))).await;
     assert_client_err(
         r,
@@ -372,6 +373,7 @@ async fn client_must_be_registered_for_a_jwt_method() {
     c.token_endpoint_auth_method = AuthMethod::PrivateKeyJwt;
     c.disabled = true;
     store.put_client(&c).await.unwrap();
+    engine.forget_client("app");
     assert_client_err(
         auth(&engine, None, &sign(&key, &client_claims("app"))).await,
         "unknown client",
@@ -572,6 +574,7 @@ async fn client_secret_jwt_uses_the_sealed_secret() {
     // Expired secret.
     client.client_secret_expires_at = NOW - 1;
     store.put_client(&client).await.unwrap();
+    engine.forget_client("hs");
     let jwt = sign_hmac(secret.as_bytes(), Algorithm::HS256, &client_claims("hs"));
     assert_client_err(auth(&engine, None, &jwt).await, "client secret has expired");
 }

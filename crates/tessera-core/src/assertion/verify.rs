@@ -515,7 +515,7 @@ impl<'a> Run<'a> {
             self.record("iss", "the client_id", "(absent)", false);
             return Err(self.fail("iss claim is missing"));
         };
-        let client = match self.engine.store.get_client(&client_id).await? {
+        let client = match self.engine.client(&client_id).await? {
             Some(c) if !c.disabled => c,
             found => {
                 let what = if found.is_some() {
@@ -673,7 +673,7 @@ impl<'a> Run<'a> {
             );
             return self.trusted(&jwt, t, presenter, scope_param, now).await;
         }
-        match self.engine.store.get_client(&iss).await? {
+        match self.engine.client(&iss).await? {
             Some(c) if c.service_account.is_some() => {
                 self.record(
                     "issuer",

@@ -97,7 +97,11 @@ pub enum Decision {
         credential_failure: bool,
     },
     /// Could not decide because a provider was unavailable.
-    Unavailable { provider: String, cause: String, host: Option<String> },
+    Unavailable {
+        provider: String,
+        cause: String,
+        host: Option<String>,
+    },
 }
 
 impl Decision {
@@ -107,12 +111,14 @@ impl Decision {
     /// its host. `None` for the other decisions.
     pub fn unavailable_error(&self) -> Option<OAuthError> {
         match self {
-            Decision::Unavailable { provider, cause, host } => {
-                Some(OAuthError::temporarily_unavailable(format!(
-                    "authentication provider '{provider}' unavailable (host {}): {cause}",
-                    host.as_deref().unwrap_or("-")
-                )))
-            }
+            Decision::Unavailable {
+                provider,
+                cause,
+                host,
+            } => Some(OAuthError::temporarily_unavailable(format!(
+                "authentication provider '{provider}' unavailable (host {}): {cause}",
+                host.as_deref().unwrap_or("-")
+            ))),
             _ => None,
         }
     }
@@ -221,12 +227,14 @@ impl Chain {
         trace: &mut Trace,
     ) -> ChainResult {
         let mut results: Vec<(ControlFlag, Option<bool>)> = Vec::with_capacity(self.entries.len());
-        let mut outcomes: Vec<(String, ControlFlag, Outcome)> = Vec::with_capacity(self.entries.len());
+        let mut outcomes: Vec<(String, ControlFlag, Outcome)> =
+            Vec::with_capacity(self.entries.len());
         for entry in &self.entries {
             let name = entry.provider.name().to_owned();
             let outcome = entry.provider.authenticate(credentials, trace).await;
             trace.step("chain", format!("provider:{name}"), outcome.label(), || {
-                let mut d = detail! { "flag" => entry.flag.as_str(), "kind" => entry.provider.kind() };
+                let mut d =
+                    detail! { "flag" => entry.flag.as_str(), "kind" => entry.provider.kind() };
                 if let Outcome::Unavailable { cause, host } = &outcome {
                     d.insert("cause".into(), cause.clone().into());
                     if let Some(h) = host {
@@ -304,8 +312,7 @@ fn decide(
                     let first_unavailable = outcomes
                         .iter()
                         .find(|(_, _, o)| matches!(o, Outcome::Unavailable { .. }));
-                    if let Some((name, _, Outcome::Unavailable { cause, host })) =
-                        first_unavailable
+                    if let Some((name, _, Outcome::Unavailable { cause, host })) = first_unavailable
                     {
                         return Decision::Unavailable {
                             provider: name.clone(),
@@ -323,7 +330,9 @@ fn decide(
             let (name, _, outcome) = &outcomes[decisive];
             // A credential failure anywhere among the failed providers makes it one for lockout,
             // unless an account-state answer shows the password was right.
-            let any_state = outcomes.iter().any(|(_, _, o)| matches!(o, Outcome::AccountState(_)));
+            let any_state = outcomes
+                .iter()
+                .any(|(_, _, o)| matches!(o, Outcome::AccountState(_)));
             let credential_failure =
                 !any_state && outcomes.iter().any(|(_, _, o)| o.is_credential_failure());
             Decision::Denied {
@@ -342,7 +351,9 @@ fn decide(
 pub fn merge_principals(outcomes: &[(String, ControlFlag, Outcome)]) -> Principal {
     let mut merged: Option<Principal> = None;
     for (_, _, o) in outcomes {
-        let Outcome::Authenticated(p) = o else { continue };
+        let Outcome::Authenticated(p) = o else {
+            continue;
+        };
         match merged.as_mut() {
             None => merged = Some(p.clone()),
             Some(m) => {

@@ -515,5 +515,9 @@ fn unavailable_becomes_temporarily_unavailable_naming_provider_and_host() {
     );
     // The client sees the generic description only.
     assert!(!e.safe_description().unwrap().contains("127.0.0.1"));
-    assert!(Decision::Authenticated(Principal::default()).unavailable_error().is_none());
+    assert!(
+        Decision::Authenticated(Principal::default())
+            .unavailable_error()
+            .is_none()
+    );
 }

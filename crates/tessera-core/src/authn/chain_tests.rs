@@ -28,17 +28,26 @@ fn ok(name: &str) -> Outcome {
 }
 
 fn down() -> Outcome {
-    Outcome::Unavailable { cause: "connection refused".into(), host: Some("ldap1:389".into()) }
+    Outcome::Unavailable {
+        cause: "connection refused".into(),
+        host: Some("ldap1:389".into()),
+    }
 }
 
 async fn run(entries: Vec<(ControlFlag, &'static str, Outcome)>) -> ChainResult {
     let chain = Chain::new(
         entries
             .into_iter()
-            .map(|(flag, n, o)| ChainEntry { flag, provider: Arc::new(Fixed(n, o)) })
+            .map(|(flag, n, o)| ChainEntry {
+                flag,
+                provider: Arc::new(Fixed(n, o)),
+            })
             .collect(),
     );
-    let creds = PasswordCredentials { username: "u".into(), password: "p".into() };
+    let creds = PasswordCredentials {
+        username: "u".into(),
+        password: "p".into(),
+    };
     chain.authenticate(&creds, &mut Trace::new(true)).await
 }
 
@@ -46,20 +55,34 @@ use ControlFlag::*;
 
 #[tokio::test]
 async fn sufficient_success_short_circuits() {
-    let r = run(vec![(Sufficient, "a", ok("a")), (Required, "b", Outcome::BadCredentials)]).await;
+    let r = run(vec![
+        (Sufficient, "a", ok("a")),
+        (Required, "b", Outcome::BadCredentials),
+    ])
+    .await;
     assert!(matches!(r.decision, Decision::Authenticated(ref p) if p.subject == "a"));
     assert_eq!(r.outcomes.len(), 1);
 }
 
 #[tokio::test]
 async fn sufficient_does_not_rescue_an_earlier_required_failure() {
-    let r = run(vec![(Required, "a", Outcome::BadCredentials), (Sufficient, "b", ok("b"))]).await;
-    assert!(matches!(r.decision, Decision::Denied { ref provider, credential_failure: true, .. } if provider == "a"));
+    let r = run(vec![
+        (Required, "a", Outcome::BadCredentials),
+        (Sufficient, "b", ok("b")),
+    ])
+    .await;
+    assert!(
+        matches!(r.decision, Decision::Denied { ref provider, credential_failure: true, .. } if provider == "a")
+    );
 }
 
 #[tokio::test]
 async fn requisite_failure_stops_at_once() {
-    let r = run(vec![(Requisite, "a", Outcome::UnknownUser), (Sufficient, "b", ok("b"))]).await;
+    let r = run(vec![
+        (Requisite, "a", Outcome::UnknownUser),
+        (Sufficient, "b", ok("b")),
+    ])
+    .await;
     assert_eq!(r.outcomes.len(), 1);
     assert!(matches!(r.decision, Decision::Denied { .. }));
 }
@@ -67,44 +90,85 @@ async fn requisite_failure_stops_at_once() {
 #[tokio::test]
 async fn all_ignored_fails() {
     let r = run(vec![(Optional, "a", Outcome::NotApplicable)]).await;
-    assert!(matches!(r.decision, Decision::Denied { credential_failure: false, .. }));
+    assert!(matches!(
+        r.decision,
+        Decision::Denied {
+            credential_failure: false,
+            ..
+        }
+    ));
 }
 
 #[tokio::test]
 async fn optional_only_needs_one_success() {
-    let r = run(vec![(Optional, "a", Outcome::BadCredentials), (Optional, "b", ok("b"))]).await;
+    let r = run(vec![
+        (Optional, "a", Outcome::BadCredentials),
+        (Optional, "b", ok("b")),
+    ])
+    .await;
     assert!(matches!(r.decision, Decision::Authenticated(_)));
 }
 
 #[tokio::test]
 async fn outage_is_never_a_bad_password() {
-    let r = run(vec![(Sufficient, "local", Outcome::UnknownUser), (Sufficient, "ldap", down())]).await;
+    let r = run(vec![
+        (Sufficient, "local", Outcome::UnknownUser),
+        (Sufficient, "ldap", down()),
+    ])
+    .await;
     assert!(matches!(r.decision, Decision::Unavailable { ref provider, .. } if provider == "ldap"));
 }
 
 #[tokio::test]
 async fn break_glass_first_survives_an_outage() {
-    let r = run(vec![(Sufficient, "local", ok("local")), (Required, "ldap", down())]).await;
+    let r = run(vec![
+        (Sufficient, "local", ok("local")),
+        (Required, "ldap", down()),
+    ])
+    .await;
     assert!(matches!(r.decision, Decision::Authenticated(_)));
 }
 
 #[tokio::test]
 async fn genuine_failure_elsewhere_beats_an_outage() {
     // REQUIRED local said "wrong password": even a working LDAP could not make this succeed.
-    let r = run(vec![(Required, "local", Outcome::BadCredentials), (Required, "ldap", down())]).await;
-    assert!(matches!(r.decision, Decision::Denied { credential_failure: true, .. }));
+    let r = run(vec![
+        (Required, "local", Outcome::BadCredentials),
+        (Required, "ldap", down()),
+    ])
+    .await;
+    assert!(matches!(
+        r.decision,
+        Decision::Denied {
+            credential_failure: true,
+            ..
+        }
+    ));
 }
 
 #[tokio::test]
 async fn account_state_is_not_a_credential_failure() {
-    let r = run(vec![(Required, "ldap", Outcome::AccountState(AccountState::LockedAtDirectory))]).await;
-    assert!(matches!(r.decision, Decision::Denied { credential_failure: false, .. }));
+    let r = run(vec![(
+        Required,
+        "ldap",
+        Outcome::AccountState(AccountState::LockedAtDirectory),
+    )])
+    .await;
+    assert!(matches!(
+        r.decision,
+        Decision::Denied {
+            credential_failure: false,
+            ..
+        }
+    ));
 }
 
 #[tokio::test]
 async fn attributes_merge_first_wins_groups_union() {
     let r = run(vec![(Required, "a", ok("a")), (Required, "b", ok("b"))]).await;
-    let Decision::Authenticated(p) = r.decision else { panic!("expected success") };
+    let Decision::Authenticated(p) = r.decision else {
+        panic!("expected success")
+    };
     assert_eq!(p.subject, "a");
     assert_eq!(p.groups, vec!["a".to_string(), "b".to_string()]);
 }

@@ -49,7 +49,7 @@ impl Stage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailureClass {
     /// The outbound proxy refused the tunnel; its status line is known.
-    ProxyRefused(ProxyRefusal),
+    ProxyRefused(Box<ProxyRefusal>),
     Dns,
     ConnectionRefused,
     /// Connect timed out.
@@ -395,7 +395,7 @@ impl From<&TransportError> for FailureClass {
             TransportKind::NoAnswer => Self::NoAnswer,
             TransportKind::TlsTrust => Self::TlsTrust,
             TransportKind::Tls => Self::Tls,
-            TransportKind::Proxy(p) => Self::ProxyRefused(p.clone()),
+            TransportKind::Proxy(p) => Self::ProxyRefused(Box::new(p.clone())),
             TransportKind::Connect => Self::Connect,
             TransportKind::HttpStatus(s) => Self::HttpStatus(*s),
             TransportKind::TooLarge | TransportKind::InvalidUrl | TransportKind::Other => {

@@ -49,6 +49,19 @@ pub struct Cache {
     inner: Mutex<Inner>,
 }
 
+impl Cache {
+    /// The kids of the cached JWKS.
+    pub(crate) fn kids(&self) -> Option<Vec<String>> {
+        let g = self.inner.lock().ok()?;
+        let (keys, _) = g.jwks.as_ref()?;
+        Some(
+            keys.iter()
+                .map(|k| k.kid().unwrap_or("(no kid)").to_owned())
+                .collect(),
+        )
+    }
+}
+
 fn strings(v: &Value, key: &str) -> Vec<String> {
     v.get(key)
         .and_then(Value::as_array)
@@ -130,7 +143,7 @@ impl Upstream {
             && let Some(refusal) = self.http.proxy_refusal(url).await
         {
             detail = format!("{}; the request failed with: {}", url, e.detail);
-            class = FailureClass::ProxyRefused(refusal);
+            class = FailureClass::ProxyRefused(Box::new(refusal));
         }
         UpstreamFailure::new(&self.config.name, stage, class, detail)
     }

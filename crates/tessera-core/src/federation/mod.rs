@@ -21,6 +21,7 @@
 //! configuration), and folds network and validation errors into types that lose the root cause
 //! this module must name.
 
+pub mod config;
 pub mod failure;
 pub mod flow;
 pub mod id_token;

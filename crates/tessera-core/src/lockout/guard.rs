@@ -103,6 +103,8 @@ impl From<OAuthError> for ClientAuthFailure {
 pub struct ClientAttempt {
     key: LockoutKey,
     reserved: bool,
+    /// The key had failures in its window: a success must reset them.
+    had_failures: bool,
 }
 
 impl Engine {
@@ -221,45 +223,57 @@ impl Engine {
         ))
     }
 
-    /// Reserve a client authentication attempt; a locked key is `invalid_client` at once.
+    /// Check a client's lock before authenticating it; a locked key is `invalid_client` at once.
+    ///
+    /// Unlike end users, clients take no in-flight reservation: a confidential client may run
+    /// any number of requests in parallel and must never be refused by its own concurrency.
+    /// Its secrets are 256-bit random values (or signed assertions), so the lock exists to stop
+    /// guessing and to alert, not to bound concurrent attempts. The check is read-only and
+    /// served from a per-node cache for at most `client_cache_ttl_ms`; only failures (and a
+    /// success that must reset a count) write to the store.
     pub async fn client_lockout_begin(
         &self,
         key: LockoutKey,
         challenge: Option<AuthScheme>,
         ctx: &RequestContext,
     ) -> OAuthResult<ClientAttempt> {
-        let policy = self.settings.client_lockout;
-        match self
-            .store
-            .lockout_begin_attempt(&policy, &key, self.now())
-            .await?
-        {
-            (Admission::Proceed { reserved }, _) => Ok(ClientAttempt { key, reserved }),
-            (Admission::Locked { until, locked }, _) => {
-                LockoutMetrics::inc(&self.lockout_metrics.attempts_while_locked_total);
-                let why = if locked { "locked" } else { "saturated" };
-                tracing::warn!(
-                    target: "tessera::security",
-                    event = "client_auth_locked",
-                    client_id = %key.name,
-                    source_ip = ?ctx.source_ip,
-                    request_id = %ctx.request_id,
-                    state = why,
-                    "client authentication refused: locked until {}",
-                    rfc3339(until)
-                );
-                ctx.trace.step("lockout", "check", why, || {
-                    detail! { "message" => format!("locked until {}", rfc3339(until)), "until" => until }
-                });
-                Err(OAuthError::invalid_client("client authentication failed")
-                    .with_cause(format!(
-                        "client '{}' locked until {}",
-                        key.name,
-                        rfc3339(until)
-                    ))
-                    .with_challenge(challenge))
+        let now = self.now();
+        let id = key.id();
+        let record = match self.client_lock_cache.get(&id) {
+            Some(hit) => hit,
+            None => {
+                let found = self
+                    .store
+                    .lockout_find(key.kind, &key.name)
+                    .await?
+                    .into_iter()
+                    .find(|r| r.key.id() == id);
+                self.client_lock_cache.put(&id, found.clone());
+                found
             }
-        }
+        };
+        let until = record.as_ref().and_then(|r| r.locked_until.filter(|_| r.is_locked(now)));
+        let Some(until) = until else {
+            let policy = self.settings.client_lockout;
+            let had_failures = record.is_some_and(|r| r.live_failures(&policy, now) > 0);
+            return Ok(ClientAttempt { key, reserved: false, had_failures });
+        };
+        LockoutMetrics::inc(&self.lockout_metrics.attempts_while_locked_total);
+        tracing::warn!(
+            target: "tessera::security",
+            event = "client_auth_locked",
+            client_id = %key.name,
+            source_ip = ?ctx.source_ip,
+            request_id = %ctx.request_id,
+            "client authentication refused: locked until {}",
+            rfc3339(until)
+        );
+        ctx.trace.step("lockout", "check", "locked", || {
+            detail! { "message" => format!("locked until {}", rfc3339(until)), "until" => until }
+        });
+        Err(OAuthError::invalid_client("client authentication failed")
+            .with_cause(format!("client '{}' locked until {}", key.name, rfc3339(until)))
+            .with_challenge(challenge))
     }
 
     /// Settle a client attempt with its outcome.
@@ -269,6 +283,15 @@ impl Engine {
         outcome: AttemptOutcome,
         ctx: &RequestContext,
     ) {
+        let nothing_to_record = match outcome {
+            AttemptOutcome::Neutral => true,
+            AttemptOutcome::Success => !attempt.had_failures,
+            AttemptOutcome::CredentialFailure => false,
+        };
+        if nothing_to_record && !attempt.reserved {
+            return;
+        }
+        self.client_lock_cache.invalidate(&attempt.key.id());
         let policy = self.settings.client_lockout;
         let source = ctx.source_ip.map(|ip| ip.to_string());
         let settled = self
@@ -400,6 +423,7 @@ impl Engine {
                 out.push(s);
             }
         }
+        self.client_lock_cache.clear();
         if !out.is_empty() {
             tracing::warn!(target: "tessera::security", event = "lockout_cleared", name = %name, records = out.len(), "lockout cleared by an administrator");
         }

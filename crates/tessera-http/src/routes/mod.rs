@@ -3,6 +3,7 @@
 mod admin;
 mod authorize;
 mod consent;
+mod federation;
 mod diagnostics;
 mod login;
 mod logout;
@@ -17,6 +18,8 @@ use axum::routing::{get, post};
 use tessera_core::settings::paths;
 
 use crate::AppState;
+
+pub use federation::EgressUpstreamHttp;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -39,6 +42,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(paths::USERINFO, get(userinfo::userinfo).post(userinfo::userinfo))
         .route(paths::END_SESSION, get(logout::end_session).post(logout::end_session))
         .route("/assets/tessera.css", get(pages::stylesheet))
+        .route("/federation/{name}/start", get(federation::start))
+        .route("/federation/{name}/callback", get(federation::callback))
         .route(paths::REGISTER, post(register::create))
         .route(
             &format!("{}/{{client_id}}", paths::REGISTER),

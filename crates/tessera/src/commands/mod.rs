@@ -13,6 +13,7 @@ use tessera_core::error::OAuthError;
 use tessera_core::store::StoreError;
 
 use crate::app::{App, AppError, init_logging};
+use crate::cli_assertion::{AssertionCommand, ServiceAccountCommand};
 use crate::cli::{Cli, Command, ConfigCommand};
 use crate::config::{Config, ConfigError, ConfigFile, Env, Overrides};
 
@@ -97,6 +98,19 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Client(c) => clients::run(&open_app(config).await?, c).await,
         Command::User(c) => users::run(&open_app(config).await?, c).await,
         Command::Keys(c) => keys::run(&open_app(config).await?, c).await,
+        Command::ServiceAccount(ServiceAccountCommand::Create(a)) => {
+            crate::cli_assertion::service_account_create(&open_app(config).await?.engine, &a).await
+        }
+        Command::Assertion(AssertionCommand::Mint(a)) => crate::cli_assertion::assertion_mint(&a),
+        Command::Assertion(AssertionCommand::Check(a)) => {
+            let accepted = crate::cli_assertion::assertion_check(&open_app(config).await?.engine, &a).await?;
+            if accepted {
+                Ok(())
+            } else {
+                Err(CliError::user("the assertion was rejected (see the checks above)"))
+            }
+        }
+        Command::Lockout(c) => crate::cli_lockout::run(&open_app(config).await?, c).await,
     }
 }
 

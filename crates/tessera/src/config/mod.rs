@@ -7,8 +7,9 @@
 //! `TESSERA_<SECTION>__<KEY>` a key of a section (`TESSERA_TOKENS__ACCESS_TOKEN_TTL=300`).
 //! Two shortcuts exist: `TESSERA_LOG` (= `log.level`) and
 //! `TESSERA_REGISTRATION_INITIAL_ACCESS_TOKEN`. An unknown `TESSERA_*` variable is an error, so a
-//! typo never goes unnoticed. `[[clients]]` and `[[providers]]` are file-only; their secrets can
-//! come from the environment by reference (`client_secret_env`, `bind_password_env`).
+//! typo never goes unnoticed. `[[clients]]`, `[[trusted_issuers]]` and `[[providers]]` are
+//! file-only; their secrets can come from the environment by reference (`client_secret_env`,
+//! `bind_password_env`).
 //!
 //! Every key, its default and its override are documented in `config.example.toml` at the
 //! repository root; tests keep the two in step.

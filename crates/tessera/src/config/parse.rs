@@ -304,7 +304,7 @@ pub(super) fn set_from_env(
     value: &str,
 ) -> Result<(), String> {
     let top = section.unwrap_or(key);
-    if top == "clients" || top == "providers" {
+    if matches!(top, "clients" | "providers" | "trusted_issuers") {
         return Err(format!("[[{top}]] can only be configured in the file"));
     }
     let base = toml::Table::try_from(&*raw).map_err(|e| e.to_string())?;

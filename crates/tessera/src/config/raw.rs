@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use tessera_core::assertion::TrustedIssuer;
 use tessera_core::authn::ControlFlag;
 use tessera_core::settings::{ClientAssertionAudience, Settings};
 use tessera_jose::Algorithm;
@@ -57,6 +58,8 @@ pub struct RawConfig {
     pub registration: RawRegistration,
     pub dangerous: RawDangerous,
     pub clients: Vec<RawClient>,
+    /// `[[trusted_issuers]]`: external issuers of jwt-bearer grant assertions (RFC 7523 §2.1).
+    pub trusted_issuers: Vec<TrustedIssuer>,
     /// Parsed separately (LDAP fields are flattened, which serde's `flatten` cannot combine
     /// with `deny_unknown_fields`); see [`parse_providers`].
     #[serde(skip)]
@@ -80,6 +83,7 @@ impl Default for RawConfig {
             registration: RawRegistration::default(),
             dangerous: RawDangerous::default(),
             clients: Vec::new(),
+            trusted_issuers: Vec::new(),
             providers: Vec::new(),
         }
     }
@@ -164,6 +168,8 @@ pub struct RawOauth {
     pub clock_skew: u64,
     pub max_assertion_lifetime: u64,
     pub client_assertion_audience: ClientAssertionAudience,
+    /// Accept Google's token URL as `aud` from service accounts this server created.
+    pub accept_google_audience: bool,
 }
 
 impl Default for RawOauth {
@@ -174,6 +180,7 @@ impl Default for RawOauth {
             clock_skew: s.clock_skew,
             max_assertion_lifetime: s.max_assertion_lifetime,
             client_assertion_audience: s.client_assertion_audience,
+            accept_google_audience: s.accept_google_audience,
         }
     }
 }

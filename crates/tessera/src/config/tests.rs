@@ -88,6 +88,10 @@ fn example_config_documents_every_key() {
         ("dangerous", fields::<RawDangerous>()),
         ("clients", fields::<RawClient>()),
         (
+            "trusted_issuers",
+            fields::<tessera_core::assertion::TrustedIssuer>(),
+        ),
+        (
             "providers",
             fields::<ProviderHeader>()
                 .into_iter()
@@ -147,6 +151,10 @@ fn example_client_and_provider_entries_have_valid_types() {
     }
     toml::Value::Table(provider)
         .try_into::<LdapConfig>()
+        .unwrap();
+    example["trusted_issuers"].as_array().unwrap()[0]
+        .clone()
+        .try_into::<tessera_core::assertion::TrustedIssuer>()
         .unwrap();
 }
 
@@ -565,4 +573,120 @@ fn url_passwords_are_redacted() {
     );
     assert_eq!(redact_url_password("postgres://h/db"), "postgres://h/db");
     assert_eq!(redact_url_password("relative/path.db"), "relative/path.db");
+}
+
+#[test]
+fn trusted_issuers_are_validated_with_located_errors() {
+    use tessera_core::assertion::{AllowedClients, TrustedAudience};
+    let key = tessera_jose::SigningKey::generate(Algorithm::ES256, "sts-1").unwrap();
+    let jwk = serde_json::to_string(&key.public_jwk()).unwrap();
+    let jwks = format!("{{\"keys\":[{jwk}]}}");
+    let jwks_toml = toml::Value::String(jwks).to_string();
+    let toml = format!(
+        r#"
+[oauth]
+accept_google_audience = false
+
+[[trusted_issuers]]
+issuer = "https://sts.example.com"
+jwks = {jwks_toml}
+audience = "issuer"
+allowed_subjects = ["svc-*"]
+allowed_clients = "any"
+max_lifetime = 300
+
+[[trusted_issuers]]
+issuer = "https://other.example.com"
+jwks_uri = "https://other.example.com/jwks"
+"#,
+    );
+    let c = load("t.toml", &toml, &[]).unwrap();
+    let s = c.settings("https://id.example.com");
+    assert!(!s.accept_google_audience);
+    assert_eq!(s.trusted_issuers.len(), 2);
+    let t = &s.trusted_issuers[0];
+    assert!(
+        t.jwks.as_ref().is_some_and(|j| j.is_object()),
+        "JSON string parsed"
+    );
+    assert_eq!(t.audience, TrustedAudience::Issuer);
+    assert_eq!(t.allowed_clients, AllowedClients::Any);
+    assert_eq!(t.max_lifetime, Some(300));
+    assert_eq!(s.trusted_issuers[1].audience, TrustedAudience::Either);
+    assert!(
+        c.effective_toml()
+            .contains("https://other.example.com/jwks")
+    );
+    assert!(
+        Config::load(None, &Env::default(), &Overrides::default())
+            .unwrap()
+            .settings("https://id.example.com")
+            .accept_google_audience,
+        "accept_google_audience defaults to true"
+    );
+
+    // The core's rules, located at the entry.
+    let two_sources = toml.replace(
+        "jwks_uri = \"https://other.example.com/jwks\"",
+        "jwks_uri = \"https://other.example.com/jwks\"\npublic_key_pem = \"x\"",
+    );
+    let err = load_err("t.toml", &two_sources, &[]);
+    assert!(
+        err.starts_with("t.toml:13:1: trusted_issuers[1]: trusted issuer 'https://other.example.com': exactly one of"),
+        "{err}"
+    );
+    let err = load_err(
+        "t.toml",
+        &toml.replace("max_lifetime = 300", "algorithms = [\"HS256\"]"),
+        &[],
+    );
+    assert!(
+        err.contains("trusted_issuers[0]: ") && err.contains("asymmetric"),
+        "{err}"
+    );
+    let err = load_err("t.toml", &toml.replace(&jwks_toml, "\"not json\""), &[]);
+    assert!(
+        err.contains("trusted_issuers[0]: jwks is a string but not a JSON JWK Set"),
+        "{err}"
+    );
+    // Unknown keys and bad values: located by the parser.
+    let err = load_err(
+        "t.toml",
+        &toml.replace("max_lifetime = 300", "max_lifetme = 300"),
+        &[],
+    );
+    assert!(
+        err.starts_with("t.toml:") && err.contains("max_lifetme"),
+        "{err}"
+    );
+    let err = load_err(
+        "t.toml",
+        &toml.replace("allowed_clients = \"any\"", "allowed_clients = \"anyone\""),
+        &[],
+    );
+    assert!(
+        err.starts_with("t.toml:") && err.contains("allowed_clients"),
+        "{err}"
+    );
+    // Duplicates.
+    let dup = toml.replace("https://other.example.com\"", "https://sts.example.com\"");
+    let err = load_err("t.toml", &dup, &[]);
+    assert!(
+        err.contains(
+            "trusted_issuers[1].issuer: issuer 'https://sts.example.com' is declared twice"
+        ),
+        "{err}"
+    );
+    // File only.
+    let err = load_err("t.toml", "", &[("TESSERA_TRUSTED_ISSUERS", "[]")]);
+    assert!(
+        err.contains("[[trusted_issuers]] can only be configured in the file"),
+        "{err}"
+    );
+    // The environment still works with trusted issuers present (the overlay round-trips them).
+    let c = load("t.toml", &toml, &[("TESSERA_OAUTH__CLOCK_SKEW", "30")]).unwrap();
+    assert_eq!(
+        c.settings("https://id.example.com").trusted_issuers.len(),
+        2
+    );
 }

@@ -332,6 +332,7 @@ pub(super) fn validate(
     settings.clock_skew = raw.oauth.clock_skew;
     settings.max_assertion_lifetime = raw.oauth.max_assertion_lifetime;
     settings.client_assertion_audience = raw.oauth.client_assertion_audience;
+    settings.accept_google_audience = raw.oauth.accept_google_audience;
     settings.scopes_supported = raw.oauth.scopes_supported.clone();
     settings.key_rotation_period = raw.keys.rotation_period;
     settings.jwks_max_age = raw.keys.jwks_max_age;
@@ -355,6 +356,22 @@ pub(super) fn validate(
                 clients.push(c);
             }
             Err((key, msg)) => err(&format!("{path}{key}"), msg),
+        }
+    }
+
+    let mut seen_issuers = BTreeSet::new();
+    for (i, t) in raw.trusted_issuers.iter().enumerate() {
+        match trusted_issuer(t) {
+            Ok(t) => {
+                if !seen_issuers.insert(t.issuer.clone()) {
+                    err(
+                        &format!("trusted_issuers[{i}].issuer"),
+                        format!("issuer '{}' is declared twice", t.issuer),
+                    );
+                }
+                settings.trusted_issuers.push(t);
+            }
+            Err(msg) => err(&format!("trusted_issuers[{i}]"), msg),
         }
     }
 
@@ -408,6 +425,21 @@ pub(super) fn validate(
         providers,
         raw,
     })
+}
+
+/// A `[[trusted_issuers]]` entry, checked by the core's own rules. `jwks` may also be given as a
+/// string holding the JWK Set as JSON (pasted from the issuer's `jwks_uri`).
+pub(super) fn trusted_issuer(
+    t: &tessera_core::assertion::TrustedIssuer,
+) -> Result<tessera_core::assertion::TrustedIssuer, String> {
+    let mut t = t.clone();
+    if let Some(Json::String(text)) = &t.jwks {
+        let doc: Json = serde_json::from_str(text)
+            .map_err(|e| format!("jwks is a string but not a JSON JWK Set: {e}"))?;
+        t.jwks = Some(doc);
+    }
+    t.validate()?;
+    Ok(t)
 }
 
 /// A `[[clients]]` entry → a validated client. Errors are (`.key` suffix, message).

@@ -9,7 +9,10 @@
 
 mod support;
 
+mod assertions;
+mod chain;
 mod cli;
+mod federation;
 mod harness;
 mod lockout;
 mod signin;
