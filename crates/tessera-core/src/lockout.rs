@@ -111,6 +111,7 @@ pub enum LockoutMode {
 /// Progressive lock durations: the k-th consecutive lock lasts `duration · factor^(k−1)`,
 /// capped at `max` seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Progressive {
     pub factor: u32,
     pub max: u64,

@@ -39,6 +39,8 @@ pub struct EgressConfig {
     pub extra_ca_file: Option<PathBuf>,
     /// `User-Agent` header. Default `tessera/<version>`.
     pub user_agent: String,
+    /// `[egress.proxy]`: forward proxy and no-proxy list (see [`ProxyConfig`]).
+    pub proxy: ProxyConfig,
 }
 
 impl Default for EgressConfig {
@@ -49,6 +51,7 @@ impl Default for EgressConfig {
             max_response_bytes: 256 * 1024,
             extra_ca_file: None,
             user_agent: concat!("tessera/", env!("CARGO_PKG_VERSION")).to_owned(),
+            proxy: ProxyConfig::default(),
         }
     }
 }
@@ -109,6 +112,7 @@ impl EgressError {
 pub struct HttpClient {
     inner: reqwest::Client,
     config: EgressConfig,
+    proxy: ProxySettings,
 }
 
 fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
@@ -152,11 +156,19 @@ fn has_rustls_error(e: &(dyn std::error::Error + 'static)) -> bool {
 impl HttpClient {
     /// Build the client once at start-up.
     pub fn new(config: EgressConfig) -> Result<Self, EgressError> {
+        // The environment is read only when `[egress.proxy] from_env = true`.
+        let proxy = ProxySettings::from_config(&config.proxy, &|k| std::env::var(k).ok())
+            .map_err(|e| EgressError::Config(format!("egress proxy: {e}")))?;
+        let route = proxy.clone();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
             .timeout(Duration::from_millis(config.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
+            .proxy(reqwest::Proxy::custom(move |url| match route.route(url) {
+                proxy::Route::Proxy(p) => Some(format!("http://{p}")),
+                proxy::Route::Direct { .. } => None,
+            }))
             .user_agent(config.user_agent.clone())
             .tls_backend_rustls();
         if let Some(path) = &config.extra_ca_file {
@@ -177,7 +189,16 @@ impl HttpClient {
         let inner = builder
             .build()
             .map_err(|e| EgressError::Config(chain_text(&e)))?;
-        Ok(Self { inner, config })
+        Ok(Self {
+            inner,
+            config,
+            proxy,
+        })
+    }
+
+    /// The proxy settings in force (for diagnostics: which route a URL takes).
+    pub fn proxy_settings(&self) -> &ProxySettings {
+        &self.proxy
     }
 
     pub fn config(&self) -> &EgressConfig {

@@ -417,7 +417,10 @@ async fn read_head(conn: &mut Conn) -> std::io::Result<Option<(String, Vec<u8>)>
     }
 }
 
-fn parse_head(head: &str) -> Option<(u16, String, Vec<(String, String)>)> {
+/// (status, status line, headers) of a response head.
+type Head = (u16, String, Vec<(String, String)>);
+
+fn parse_head(head: &str) -> Option<Head> {
     let mut lines = head.split("\r\n");
     let status_line = lines.next()?.trim().to_owned();
     let mut parts = status_line.splitn(3, ' ');
@@ -492,10 +495,7 @@ async fn read_body(
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(i) = data.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(i) = data.windows(2).position(|w| w == b"\r\n") {
         let size_text = String::from_utf8_lossy(&data[..i]);
         let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
             .unwrap_or(0);

@@ -272,21 +272,22 @@ pub fn translate_java_non_proxy_hosts(value: &str) -> (Vec<String>, Vec<String>)
                 continue;
             }
         }
-        if let Some(rest) = e.strip_prefix("*.") {
-            if !rest.contains('*') {
-                out.push(format!(".{rest}"));
-                continue;
-            }
+        if let Some(rest) = e.strip_prefix("*.")
+            && !rest.contains('*')
+        {
+            out.push(format!(".{rest}"));
+            continue;
         }
-        if let Some(rest) = e.strip_prefix('*') {
-            if !rest.contains('*') && !rest.is_empty() {
-                warnings.push(format!(
+        if let Some(rest) = e.strip_prefix('*')
+            && !rest.contains('*')
+            && !rest.is_empty()
+        {
+            warnings.push(format!(
                     "Java entry '{e}' matches any host ending in '{rest}'; curl cannot say that, read as '{}'",
                     rest.trim_start_matches('.')
                 ));
-                out.push(rest.trim_start_matches('.').to_owned());
-                continue;
-            }
+            out.push(rest.trim_start_matches('.').to_owned());
+            continue;
         }
         if e.contains('*') {
             warnings.push(format!(

@@ -3,6 +3,9 @@
 //! propagation: the admin API gets the root cause and a stable code, anonymous callers only the
 //! standard OAuth error (RFC 6749 §5.2), and no secret appears in either.
 
+// Test harness helpers outside `#[test]` functions: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 use std::sync::Arc;
 

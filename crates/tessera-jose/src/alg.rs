@@ -121,9 +121,16 @@ impl FromStr for Algorithm {
 
     /// Exact, case-sensitive match (RFC 7515 §4.1.1: `alg` is case-sensitive),
     /// except that `none` in any case is reported as [`Error::AlgNone`].
+    ///
+    /// `Ed25519` (RFC 9864's fully-specified name) is read as [`Algorithm::EdDSA`], which is
+    /// exactly EdDSA over the Ed25519 curve here: openid-client 6 / oauth4webapi 3 sign with
+    /// Ed25519 keys under that name.
     fn from_str(s: &str) -> Result<Self, Error> {
         if let Some(alg) = Algorithm::ALL.iter().find(|a| a.as_str() == s) {
             return Ok(*alg);
+        }
+        if s == "Ed25519" {
+            return Ok(Algorithm::EdDSA);
         }
         if s.eq_ignore_ascii_case("none") {
             return Err(Error::AlgNone);
@@ -197,6 +204,14 @@ mod tests {
         for s in ["none", "None", "NONE", "nOnE"] {
             assert_eq!(s.parse::<Algorithm>(), Err(Error::AlgNone));
         }
+    }
+
+    #[test]
+    fn fully_specified_ed25519_is_eddsa() {
+        // RFC 9864 §2.2; sent by openid-client 6 for Ed25519 keys.
+        assert_eq!("Ed25519".parse::<Algorithm>(), Ok(Algorithm::EdDSA));
+        assert!("ed25519".parse::<Algorithm>().is_err());
+        assert!("Ed448".parse::<Algorithm>().is_err());
     }
 
     #[test]

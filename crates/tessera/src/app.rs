@@ -106,9 +106,22 @@ impl App {
             passwords,
             chain,
         });
-        // Client `jwks_uri` and trusted-issuer keys are fetched through the one egress client.
-        let http = tessera_egress::HttpClient::new(tessera_egress::EgressConfig::default())
+        engine.diagnostics = Arc::new(tessera_core::diagnostics::Diagnostics::with_capacity(
+            config.raw().diagnostics.trace_capacity,
+        ));
+        engine
+            .diagnostics
+            .set_propagate_cause(config.raw().diagnostics.propagate_cause);
+        // Every outbound call (client `jwks_uri`, trusted-issuer keys, upstream providers) goes
+        // through the one egress client and its proxy settings.
+        let http = tessera_egress::HttpClient::new(config.raw().egress.clone())
             .map_err(|e| AppError::Setup(format!("outbound HTTP client: {e}")))?;
+        crate::config::upstream::install(
+            &engine,
+            &config.upstreams,
+            http.clone(),
+            http.proxy_settings().clone(),
+        );
         engine.jwks = crate::cli_assertion::jwks_cache(http);
         // OpenID Connect Back-Channel Logout 1.0: deliver logout tokens to registered clients.
         engine.backchannel = Arc::new(

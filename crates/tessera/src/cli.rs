@@ -54,6 +54,18 @@ pub enum Command {
     /// Inspect and clear soft lockouts (users and clients).
     #[command(subcommand)]
     Lockout(crate::cli_lockout::LockoutCommand),
+    /// Check every dependency of this configuration (store, keys, clock, LDAP hosts, remote
+    /// JWKS and upstreams) and say what is broken and how to fix it.
+    Doctor(crate::cli_doctor::DoctorArgs),
+    /// From a relying party's host: can discovery, JWKS and the token endpoint of an issuer be
+    /// reached through this host's proxy settings? (Java -D proxy options accepted verbatim.)
+    Probe(crate::cli_doctor::ProbeArgs),
+    /// Switch detailed authentication tracing on or off on a running server.
+    #[command(subcommand)]
+    Debug(crate::cli_debug::DebugCommand),
+    /// Show recorded authentication traces of a running server.
+    #[command(subcommand)]
+    Trace(crate::cli_debug::TraceCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -802,7 +802,7 @@ mod tests {
         let p = LdapProvider::new("corp".into(), cfg).unwrap();
         let checks = ldap_checks("corp", &p, user).await;
         let text = render(&checks);
-        let port_free = text.replace(|c: char| c == '\r', "");
+        let port_free = text.replace('\r', "");
         artifact(&format!("doctor-ldap-{name}"), &port_free);
         checks
     }

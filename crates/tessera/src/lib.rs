@@ -9,8 +9,8 @@
 pub mod app;
 pub mod cli;
 pub mod cli_assertion;
-pub mod cli_debug; // TEMP-DIAG
-pub mod cli_doctor; // TEMP-DIAG
+pub mod cli_debug;
+pub mod cli_doctor;
 pub mod cli_lockout;
 pub mod commands;
 pub mod config;

@@ -440,6 +440,37 @@ async fn alg_outside_the_registered_one_is_refused() {
     );
 }
 
+/// Regression: openid-client 6 (oauth4webapi 3) signs with an Ed25519 key under RFC 9864's
+/// fully-specified `alg` "Ed25519", not "EdDSA"; it was refused as an unsupported algorithm.
+#[tokio::test]
+async fn ed25519_fully_specified_alg_is_eddsa() {
+    let (engine, store, _) = pkjwt_setup(settings()).await;
+    let ed = SigningKey::generate(Algorithm::EdDSA, "ed").unwrap();
+    add_pkjwt_client(&store, "ed-pinned", jwks_of(&[&ed]), Some("EdDSA")).await;
+    add_pkjwt_client(&store, "ed-any", jwks_of(&[&ed]), None).await;
+    for id in ["ed-pinned", "ed-any"] {
+        let jwt = sign_raw(
+            &ed,
+            json!({"alg": "Ed25519", "kid": "ed"}),
+            &client_claims(id),
+        );
+        let c = auth(&engine, Some(id), &jwt).await.unwrap();
+        assert_eq!(c.client.client_id, id);
+    }
+    // Still pinned: an ES256-only client refuses it.
+    let es = es256("es");
+    add_pkjwt_client(&store, "es-only", jwks_of(&[&es, &ed]), Some("ES256")).await;
+    let jwt = sign_raw(
+        &ed,
+        json!({"alg": "Ed25519", "kid": "ed"}),
+        &client_claims("es-only"),
+    );
+    assert_client_err(
+        auth(&engine, None, &jwt).await,
+        "alg EdDSA is not allowed for this client",
+    );
+}
+
 #[tokio::test]
 async fn unknown_kid_and_missing_kid() {
     let (engine, store, key) = pkjwt_setup(settings()).await;

@@ -86,16 +86,26 @@ impl RawUpstream {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            err("name", format!("'{}' must be 1-64 characters from A-Z a-z 0-9 - _", self.name));
+            err(
+                "name",
+                format!(
+                    "'{}' must be 1-64 characters from A-Z a-z 0-9 - _",
+                    self.name
+                ),
+            );
         }
         if let Some(k) = self.kind.as_deref().filter(|k| *k != "oidc") {
             err("kind", format!("'{k}' is not supported (only \"oidc\")"));
         }
         match url::Url::parse(&self.issuer) {
             Ok(u) if u.scheme() == "https" => {}
-            Ok(u) if u.scheme() == "http"
-                && matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")) => {}
-            Ok(_) => err("issuer", "must be an https URL (http only for loopback)".into()),
+            Ok(u)
+                if u.scheme() == "http"
+                    && matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")) => {}
+            Ok(_) => err(
+                "issuer",
+                "must be an https URL (http only for loopback)".into(),
+            ),
             Err(e) => err("issuer", format!("'{}' is not a URL: {e}", self.issuer)),
         }
         if self.client_id.is_empty() {
@@ -103,7 +113,9 @@ impl RawUpstream {
         }
         let secret = || -> Result<Secret, String> {
             match (&self.client_secret, &self.client_secret_env) {
-                (Some(_), Some(_)) => Err("set client_secret or client_secret_env, not both".into()),
+                (Some(_), Some(_)) => {
+                    Err("set client_secret or client_secret_env, not both".into())
+                }
                 (Some(s), None) => Ok(Secret::new(s.as_str())),
                 (None, Some(var)) => env(var)
                     .filter(|v| !v.is_empty())
@@ -112,7 +124,10 @@ impl RawUpstream {
                 (None, None) => Err("client_secret or client_secret_env is required".into()),
             }
         };
-        let method = self.client_auth_method.as_deref().unwrap_or("client_secret_basic");
+        let method = self
+            .client_auth_method
+            .as_deref()
+            .unwrap_or("client_secret_basic");
         let auth = match method {
             "client_secret_basic" => secret().map(UpstreamClientAuth::SecretBasic),
             "client_secret_post" => secret().map(UpstreamClientAuth::SecretPost),
@@ -149,13 +164,19 @@ impl RawUpstream {
         };
         let skew = self.clock_skew.unwrap_or(60);
         if skew > MAX_CLOCK_SKEW {
-            err("clock_skew", format!("{skew} s is more than the maximum {MAX_CLOCK_SKEW} s"));
+            err(
+                "clock_skew",
+                format!("{skew} s is more than the maximum {MAX_CLOCK_SKEW} s"),
+            );
         }
         let mut algs = Vec::new();
         for a in self.id_token_algs.iter().flatten() {
             match a.parse::<Algorithm>() {
                 Ok(alg) if !alg.is_hmac() => algs.push(alg),
-                Ok(_) => err("id_token_algs", format!("{a}: HMAC ID tokens are not accepted")),
+                Ok(_) => err(
+                    "id_token_algs",
+                    format!("{a}: HMAC ID tokens are not accepted"),
+                ),
                 Err(e) => err("id_token_algs", format!("{a}: {e}")),
             }
         }

@@ -85,7 +85,9 @@ impl From<UpstreamFailure> for FlowError {
 
 /// The callback URL registered at the upstream.
 pub fn redirect_uri(engine: &Engine, name: &str) -> String {
-    engine.settings.endpoint(&format!("/federation/{name}/callback"))
+    engine
+        .settings
+        .endpoint(&format!("/federation/{name}/callback"))
 }
 
 fn pkce_challenge(verifier: &str) -> String {
@@ -98,7 +100,11 @@ fn form_encode(s: &str) -> String {
 }
 
 impl Engine {
-    fn upstream_or_fail(&self, name: &str, stage: Stage) -> Result<std::sync::Arc<Upstream>, UpstreamFailure> {
+    fn upstream_or_fail(
+        &self,
+        name: &str,
+        stage: Stage,
+    ) -> Result<std::sync::Arc<Upstream>, UpstreamFailure> {
         match self.upstreams.get(name) {
             Some(u) if u.config.enabled => Ok(u),
             _ => Err(UpstreamFailure::new(
@@ -120,7 +126,9 @@ impl Engine {
     ) -> Result<StartRedirect, FlowError> {
         let now = self.now();
         let tx = Transaction::open(self, sealed_tx, bind, now).map_err(FlowError::Tx)?;
-        let result = self.upstream_start_inner(name, sealed_tx, &tx, ctx, now).await;
+        let result = self
+            .upstream_start_inner(name, sealed_tx, &tx, ctx, now)
+            .await;
         if let Err(f) = &result {
             self.upstream_failed(f, Some(&tx.request.client_id), ctx, now);
         }
@@ -162,19 +170,25 @@ impl Engine {
                 q.append_pair("login_hint", h);
             }
         }
-        let json = serde_json::to_vec(&pending).map_err(|e| up.internal(Stage::Start, e.to_string()))?;
+        let json =
+            serde_json::to_vec(&pending).map_err(|e| up.internal(Stage::Start, e.to_string()))?;
         let cookie = self
             .master
             .seal(&json, PENDING_CONTEXT)
             .map_err(|e| up.internal(Stage::Start, e.to_string()))?;
-        ctx.trace.step(format!("upstream:{name}"), "authorization_request", "ok", || {
-            crate::detail! {
-                "authorization_endpoint" => meta.authorization_endpoint,
-                "client_id" => up.config.client_id,
-                "scope" => up.config.scope_param(),
-                "pkce" => "S256",
-            }
-        });
+        ctx.trace.step(
+            format!("upstream:{name}"),
+            "authorization_request",
+            "ok",
+            || {
+                crate::detail! {
+                    "authorization_endpoint" => meta.authorization_endpoint,
+                    "client_id" => up.config.client_id,
+                    "scope" => up.config.scope_param(),
+                    "pkce" => "S256",
+                }
+            },
+        );
         Ok(StartRedirect {
             url: url.into(),
             cookie,
@@ -193,7 +207,15 @@ impl Engine {
     ) -> Result<CallbackOutcome, FlowError> {
         let now = self.now();
         let result = self
-            .upstream_callback_inner(name, params, pending_cookie, bind, previous_session, ctx, now)
+            .upstream_callback_inner(
+                name,
+                params,
+                pending_cookie,
+                bind,
+                previous_session,
+                ctx,
+                now,
+            )
             .await;
         match &result {
             Err(FlowError::Upstream(f)) => self.upstream_failed(f, None, ctx, now),
@@ -210,7 +232,13 @@ impl Engine {
                     request_id = %ctx.request_id,
                     "signed in through upstream"
                 );
-                self.keep_upstream_trace(ctx, Some(&o.signed.session.username), Some(&o.tx.request.client_id), None, now);
+                self.keep_upstream_trace(
+                    ctx,
+                    Some(&o.signed.session.username),
+                    Some(&o.tx.request.client_id),
+                    None,
+                    now,
+                );
             }
         }
         result
@@ -231,7 +259,12 @@ impl Engine {
         let component = format!("upstream:{name}");
         let trace = &ctx.trace;
         let state_fail = |detail: &str| {
-            trace.step(&component, "check:state", "failed", || crate::detail! {"reason" => detail});
+            trace.step(
+                &component,
+                "check:state",
+                "failed",
+                || crate::detail! {"reason" => detail},
+            );
             FlowError::from(UpstreamFailure::new(
                 name,
                 Stage::Callback,
@@ -246,19 +279,27 @@ impl Engine {
             .and_then(|p| serde_json::from_slice(&p).ok())
         {
             Some(p) => p,
-            None => return Err(state_fail("no pending upstream sign-in in this browser (cookie missing, expired or not ours)")),
+            None => {
+                return Err(state_fail(
+                    "no pending upstream sign-in in this browser (cookie missing, expired or not ours)",
+                ));
+            }
         };
         if pending.upstream != name {
             return Err(state_fail("the pending sign-in is for another upstream"));
         }
         if pending.expires_at <= now {
-            return Err(state_fail("the pending sign-in expired (more than 10 minutes at the upstream)"));
+            return Err(state_fail(
+                "the pending sign-in expired (more than 10 minutes at the upstream)",
+            ));
         }
         let state_ok = params
             .get("state")
             .is_some_and(|s| bool::from(s.as_bytes().ct_eq(pending.state.as_bytes())));
         if !state_ok {
-            return Err(state_fail("the state parameter does not match this browser's pending sign-in"));
+            return Err(state_fail(
+                "the state parameter does not match this browser's pending sign-in",
+            ));
         }
         trace.step(&component, "check:state", "ok", || crate::detail! {});
         let tx = Transaction::open(self, &pending.tx, bind, now).map_err(FlowError::Tx)?;
@@ -267,15 +308,23 @@ impl Engine {
         let meta = up.metadata(Stage::Discovery, now, trace).await?;
         if let Some(iss) = params.get("iss") {
             let ok = iss == up.config.issuer;
-            trace.step(&component, "check:iss_param", if ok { "ok" } else { "failed" }, || {
-                crate::detail! {"expected" => up.config.issuer, "actual" => iss}
-            });
+            trace.step(
+                &component,
+                "check:iss_param",
+                if ok { "ok" } else { "failed" },
+                || {
+                    crate::detail! {"expected" => up.config.issuer, "actual" => iss}
+                },
+            );
             if !ok {
                 return Err(UpstreamFailure::new(
                     name,
                     Stage::Callback,
                     FailureClass::IssuerMismatch,
-                    format!("the authorization response's iss \"{iss}\" is not \"{}\" (RFC 9207)", up.config.issuer),
+                    format!(
+                        "the authorization response's iss \"{iss}\" is not \"{}\" (RFC 9207)",
+                        up.config.issuer
+                    ),
                 )
                 .into());
             }
@@ -299,7 +348,10 @@ impl Engine {
             )
             .into());
         }
-        let Some(code) = params.get("code").filter(|c| !c.is_empty() && c.len() <= 4096) else {
+        let Some(code) = params
+            .get("code")
+            .filter(|c| !c.is_empty() && c.len() <= 4096)
+        else {
             return Err(UpstreamFailure::new(
                 name,
                 Stage::Callback,
@@ -310,7 +362,9 @@ impl Engine {
         };
 
         // 3. The code exchange.
-        let tokens = self.exchange_code(&up, &meta, code, &pending.verifier, ctx, now).await?;
+        let tokens = self
+            .exchange_code(&up, &meta, code, &pending.verifier, ctx, now)
+            .await?;
 
         // 4. The ID token.
         let claims = id_token::validate(
@@ -327,7 +381,9 @@ impl Engine {
         .await?;
 
         // 5. Userinfo.
-        let claims = self.upstream_userinfo(&up, &meta, tokens.access_token.as_deref(), claims, ctx).await?;
+        let claims = self
+            .upstream_userinfo(&up, &meta, tokens.access_token.as_deref(), claims, ctx)
+            .await?;
 
         // 6. Mapping and linking.
         let identity = link::map_claims(&up, &claims);
@@ -347,7 +403,9 @@ impl Engine {
         let signed = self
             .open_session(&principal, previous_session, now)
             .await
-            .map_err(|e| UpstreamFailure::new(name, Stage::Session, FailureClass::Internal, e.to_string()))?;
+            .map_err(|e| {
+                UpstreamFailure::new(name, Stage::Session, FailureClass::Internal, e.to_string())
+            })?;
         trace.step(&component, "decision", "ok", || {
             crate::detail! {"local_user" => user.username, "subject" => user.subject}
         });
@@ -374,7 +432,10 @@ impl Engine {
         let mut basic = None;
         match &up.config.auth {
             UpstreamClientAuth::SecretBasic(secret) => {
-                basic = Some((form_encode(&up.config.client_id), form_encode(secret.expose())));
+                basic = Some((
+                    form_encode(&up.config.client_id),
+                    form_encode(secret.expose()),
+                ));
             }
             UpstreamClientAuth::SecretPost(secret) => {
                 form.push(("client_id".into(), up.config.client_id.clone()));
@@ -385,7 +446,8 @@ impl Engine {
                     super::AssertionAudience::Issuer => meta.issuer.clone(),
                     super::AssertionAudience::TokenEndpoint => meta.token_endpoint.clone(),
                 };
-                let jti = random_token().map_err(|e| up.internal(Stage::TokenRequest, e.to_string()))?;
+                let jti =
+                    random_token().map_err(|e| up.internal(Stage::TokenRequest, e.to_string()))?;
                 let assertion = key
                     .sign_jwt(
                         Some("JWT"),
@@ -398,7 +460,12 @@ impl Engine {
                             "exp": now + 60,
                         }),
                     )
-                    .map_err(|e| up.internal(Stage::TokenRequest, format!("signing the client assertion: {e}")))?;
+                    .map_err(|e| {
+                        up.internal(
+                            Stage::TokenRequest,
+                            format!("signing the client assertion: {e}"),
+                        )
+                    })?;
                 form.push(("client_id".into(), up.config.client_id.clone()));
                 form.push((
                     "client_assertion_type".into(),
@@ -410,7 +477,11 @@ impl Engine {
         let url = &meta.token_endpoint;
         let reply = match self
             .upstreams_http(up)
-            .post_form(url, &form, basic.as_ref().map(|(a, b)| (a.as_str(), b.as_str())))
+            .post_form(
+                url,
+                &form,
+                basic.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+            )
             .await
         {
             Ok(r) => r,
@@ -453,7 +524,10 @@ impl Engine {
                     desc,
                     up.config.auth.method()
                 ),
-                None => format!("{url} answered HTTP {} without an OAuth error", reply.status),
+                None => format!(
+                    "{url} answered HTTP {} without an OAuth error",
+                    reply.status
+                ),
             };
             ctx.trace.step(&component, "token_request", "failed", || {
                 crate::detail! {
@@ -464,18 +538,32 @@ impl Engine {
                     "error_description" => desc,
                 }
             });
-            return Err(UpstreamFailure::new(name, Stage::TokenRequest, class, detail));
+            return Err(UpstreamFailure::new(
+                name,
+                Stage::TokenRequest,
+                class,
+                detail,
+            ));
         }
         let Some(body) = body else {
             return Err(UpstreamFailure::new(
                 name,
                 Stage::TokenRequest,
                 FailureClass::Malformed,
-                format!("{url} answered HTTP {} with a body that is not a JSON object", reply.status),
+                format!(
+                    "{url} answered HTTP {} with a body that is not a JSON object",
+                    reply.status
+                ),
             ));
         };
-        let id_token = body.get("id_token").and_then(Value::as_str).map(str::to_owned);
-        let access_token = body.get("access_token").and_then(Value::as_str).map(str::to_owned);
+        let id_token = body
+            .get("id_token")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let access_token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         ctx.trace.step(&component, "token_request", "ok", || {
             crate::detail! {
                 "url" => url,
@@ -512,9 +600,11 @@ impl Engine {
         ctx: &RequestContext,
     ) -> Result<Map<String, Value>, UpstreamFailure> {
         let component = format!("upstream:{}", up.config.name);
-        let (Some(url), Some(at), true) = (&meta.userinfo_endpoint, access_token, up.config.userinfo)
+        let (Some(url), Some(at), true) =
+            (&meta.userinfo_endpoint, access_token, up.config.userinfo)
         else {
-            ctx.trace.step(&component, "userinfo", "skipped", || crate::detail! {});
+            ctx.trace
+                .step(&component, "userinfo", "skipped", || crate::detail! {});
             return Ok(claims);
         };
         let body = match up.http.get(url, "application/json", Some(at)).await {
@@ -548,9 +638,17 @@ impl Engine {
             ));
         }
         let names: Vec<String> = info.keys().cloned().collect();
-        ctx.trace.step(&component, "userinfo", "ok", || crate::detail! {"url" => url, "claims" => names});
+        ctx.trace.step(
+            &component,
+            "userinfo",
+            "ok",
+            || crate::detail! {"url" => url, "claims" => names},
+        );
         for (k, v) in info {
-            if !matches!(k.as_str(), "iss" | "aud" | "sub" | "exp" | "iat" | "nonce" | "azp") {
+            if !matches!(
+                k.as_str(),
+                "iss" | "aud" | "sub" | "exp" | "iat" | "nonce" | "azp"
+            ) {
                 claims.entry(k).or_insert(v);
             }
         }
@@ -570,7 +668,10 @@ impl Engine {
                 self.store.delete_session(&p.id_hash).await?;
                 (p.sid, p.clients)
             }
-            _ => (random_token().map_err(crate::OAuthError::server_error)?, Vec::new()),
+            _ => (
+                random_token().map_err(crate::OAuthError::server_error)?,
+                Vec::new(),
+            ),
         };
         let cookie = random_token().map_err(crate::OAuthError::server_error)?;
         let session = Session {
@@ -599,15 +700,20 @@ impl Engine {
         now: UnixTime,
     ) {
         let remedy = f.class.remedy();
-        ctx.trace.step(format!("upstream:{}", f.upstream), "decision", "failed", || {
-            crate::detail! {
-                "stage" => f.stage.as_str(),
-                "class" => f.class.label(),
-                "code" => f.code(),
-                "cause" => f.cause(),
-                "remedy" => remedy,
-            }
-        });
+        ctx.trace.step(
+            format!("upstream:{}", f.upstream),
+            "decision",
+            "failed",
+            || {
+                crate::detail! {
+                    "stage" => f.stage.as_str(),
+                    "class" => f.class.label(),
+                    "code" => f.code(),
+                    "cause" => f.cause(),
+                    "remedy" => remedy,
+                }
+            },
+        );
         tracing::warn!(
             target: "tessera::security",
             event = "upstream_login_failed",
@@ -644,7 +750,12 @@ impl Engine {
             user: user.map(str::to_owned),
             client: client.map(str::to_owned),
             source_ip: ctx.source_ip.map(|ip| ip.to_string()),
-            decision: if failure.is_some() { "failure" } else { "success" }.into(),
+            decision: if failure.is_some() {
+                "failure"
+            } else {
+                "success"
+            }
+            .into(),
             error: failure.map(|f| f.class.label().to_owned()),
             code: failure.map(|f| f.code().to_owned()),
             explanation: entry.map(|e| e.explanation.to_owned()),

@@ -17,9 +17,9 @@
 use serde_json::{Map, Value};
 use tessera_jose::{Algorithm, Limits, decode_compact};
 
+use super::Upstream;
 use super::failure::{FailureClass, Stage, UpstreamFailure};
 use super::keys::Metadata;
-use super::Upstream;
 use crate::clock::UnixTime;
 use crate::trace::TraceHandle;
 
@@ -74,9 +74,14 @@ pub async fn validate(
         UpstreamFailure::new(&cfg.name, Stage::IdToken, class, detail)
     };
     let check = |name: &str, ok: bool, expected: Value, actual: Value| {
-        trace.step(&component, format!("check:{name}"), if ok { "ok" } else { "failed" }, || {
-            crate::detail! {"expected" => expected, "actual" => actual}
-        });
+        trace.step(
+            &component,
+            format!("check:{name}"),
+            if ok { "ok" } else { "failed" },
+            || {
+                crate::detail! {"expected" => expected, "actual" => actual}
+            },
+        );
     };
 
     let jwt = decode_compact(token, &Limits::DEFAULT).map_err(|e| {
@@ -121,21 +126,26 @@ pub async fn validate(
                 "signature",
                 true,
                 "valid".into(),
-                Value::String(format!("verified with kid {}", v.key_id().unwrap_or("(none)"))),
+                Value::String(format!(
+                    "verified with kid {}",
+                    v.key_id().unwrap_or("(none)")
+                )),
             );
             v
         }
         Err(tessera_jose::Error::UnknownKey) => {
-            let known: Vec<String> = up
-                .cached_kids()
-                .unwrap_or_default();
+            let known: Vec<String> = up.cached_kids().unwrap_or_default();
             check("kid", false, known.clone().into(), kid_shown.clone().into());
             return Err(fail(
                 FailureClass::UnknownKey,
                 format!(
                     "kid {kid_shown} is not in the JWKS at {} (published: {}); refetches are limited to one per {} s",
                     meta.jwks_uri,
-                    if known.is_empty() { "none".into() } else { known.join(", ") },
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    },
                     cfg.jwks_min_refetch
                 ),
             ));
@@ -147,10 +157,7 @@ pub async fn validate(
                 | tessera_jose::Error::KeyAlgorithmMismatch => FailureClass::AlgorithmRejected,
                 _ => FailureClass::BadSignature,
             };
-            return Err(fail(
-                class,
-                format!("kid {kid_shown}, alg {alg}: {e}"),
-            ));
+            return Err(fail(class, format!("kid {kid_shown}, alg {alg}: {e}")));
         }
     };
     let claims = verified.into_claims();
@@ -158,7 +165,12 @@ pub async fn validate(
     // iss
     let iss = claims.get("iss").and_then(Value::as_str);
     let ok = iss == Some(cfg.issuer.as_str());
-    check("iss", ok, cfg.issuer.clone().into(), show(claims.get("iss")));
+    check(
+        "iss",
+        ok,
+        cfg.issuer.clone().into(),
+        show(claims.get("iss")),
+    );
     if !ok {
         return Err(fail(
             FailureClass::IssuerMismatch,
@@ -184,7 +196,12 @@ pub async fn validate(
         .filter(|a| **a != cfg.client_id && !cfg.trusted_audiences.contains(a))
         .collect();
     let aud_ok = auds.contains(&cfg.client_id) && untrusted.is_empty();
-    check("aud", aud_ok, cfg.client_id.clone().into(), show(claims.get("aud")));
+    check(
+        "aud",
+        aud_ok,
+        cfg.client_id.clone().into(),
+        show(claims.get("aud")),
+    );
     if !aud_ok {
         let why = if auds.contains(&cfg.client_id) {
             format!("untrusted extra audiences {untrusted:?}")
@@ -202,7 +219,12 @@ pub async fn validate(
         None => auds.len() == 1,
     };
     if azp.is_some() || auds.len() > 1 {
-        check("azp", azp_ok, cfg.client_id.clone().into(), show(claims.get("azp")));
+        check(
+            "azp",
+            azp_ok,
+            cfg.client_id.clone().into(),
+            show(claims.get("azp")),
+        );
     }
     if !azp_ok {
         return Err(fail(
@@ -228,7 +250,10 @@ pub async fn validate(
     );
     if !exp_ok {
         return Err(match exp {
-            None => fail(FailureClass::Malformed, "id_token has no numeric exp".into()),
+            None => fail(
+                FailureClass::Malformed,
+                "id_token has no numeric exp".into(),
+            ),
             Some(e) => fail(
                 FailureClass::Expired,
                 format!(
@@ -251,7 +276,10 @@ pub async fn validate(
     );
     if !iat_ok {
         return Err(match iat {
-            None => fail(FailureClass::Malformed, "id_token has no numeric iat".into()),
+            None => fail(
+                FailureClass::Malformed,
+                "id_token has no numeric iat".into(),
+            ),
             Some(i) if i > now => fail(
                 FailureClass::ClockSkew,
                 format!(
@@ -317,7 +345,12 @@ pub async fn validate(
         .get("sub")
         .and_then(Value::as_str)
         .is_some_and(|s| !s.is_empty() && s.len() <= 255);
-    check("sub", sub_ok, "a non-empty string".into(), show(claims.get("sub")));
+    check(
+        "sub",
+        sub_ok,
+        "a non-empty string".into(),
+        show(claims.get("sub")),
+    );
     if !sub_ok {
         return Err(fail(
             FailureClass::Malformed,

@@ -83,7 +83,10 @@ fn url_field(v: &Value, key: &str) -> Result<String, String> {
 
 /// Parse a discovery document and check its issuer against the configured one.
 pub fn parse_metadata(configured_issuer: &str, doc: &Value) -> Result<Metadata, FailureClass> {
-    let issuer = doc.get("issuer").and_then(Value::as_str).unwrap_or_default();
+    let issuer = doc
+        .get("issuer")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if issuer != configured_issuer {
         return Err(FailureClass::IssuerMismatch);
     }
@@ -94,8 +97,14 @@ pub fn parse_metadata(configured_issuer: &str, doc: &Value) -> Result<Metadata, 
         token_endpoint: need("token_endpoint")?,
         jwks_uri: need("jwks_uri")?,
         userinfo_endpoint: url_field(doc, "userinfo_endpoint").ok(),
-        id_token_signing_alg_values_supported: strings(doc, "id_token_signing_alg_values_supported"),
-        token_endpoint_auth_methods_supported: strings(doc, "token_endpoint_auth_methods_supported"),
+        id_token_signing_alg_values_supported: strings(
+            doc,
+            "id_token_signing_alg_values_supported",
+        ),
+        token_endpoint_auth_methods_supported: strings(
+            doc,
+            "token_endpoint_auth_methods_supported",
+        ),
         authorization_response_iss_parameter_supported: doc
             .get("authorization_response_iss_parameter_supported")
             .and_then(Value::as_bool)
@@ -108,7 +117,9 @@ fn discovery_detail(configured: &str, doc: &Value, class: &FailureClass) -> Stri
     match class {
         FailureClass::IssuerMismatch => format!(
             "configured issuer \"{configured}\", discovery document says \"{}\" (they must be identical, RFC 8414 §3.3)",
-            doc.get("issuer").and_then(Value::as_str).unwrap_or("(absent)")
+            doc.get("issuer")
+                .and_then(Value::as_str)
+                .unwrap_or("(absent)")
         ),
         _ => {
             for k in ["authorization_endpoint", "token_endpoint", "jwks_uri"] {
@@ -139,8 +150,10 @@ impl Upstream {
         let mut class = FailureClass::from(&e);
         let mut detail = format!("{} ({url})", e.detail);
         // hyper/reqwest drop the proxy's answer to CONNECT: ask the proxy again.
-        if !matches!(class, FailureClass::HttpStatus(_) | FailureClass::ProxyRefused(_))
-            && let Some(refusal) = self.http.proxy_refusal(url).await
+        if !matches!(
+            class,
+            FailureClass::HttpStatus(_) | FailureClass::ProxyRefused(_)
+        ) && let Some(refusal) = self.http.proxy_refusal(url).await
         {
             detail = format!("{}; the request failed with: {}", url, e.detail);
             class = FailureClass::ProxyRefused(Box::new(refusal));
@@ -213,7 +226,12 @@ impl Upstream {
                         "code" => class.code(),
                     }
                 });
-                Err(UpstreamFailure::new(&self.config.name, stage, class, detail))
+                Err(UpstreamFailure::new(
+                    &self.config.name,
+                    stage,
+                    class,
+                    detail,
+                ))
             }
         }
     }

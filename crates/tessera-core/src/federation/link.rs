@@ -154,7 +154,10 @@ pub async fn resolve(
         return match user {
             Some(u) if u.disabled => Err(fail(
                 FailureClass::AccountDisabled,
-                format!("local user '{}' linked to upstream sub {} is disabled", u.username, id.sub),
+                format!(
+                    "local user '{}' linked to upstream sub {} is disabled",
+                    u.username, id.sub
+                ),
             )),
             Some(u) => {
                 trace.step(&component, "link", "existing", || {
@@ -164,7 +167,10 @@ pub async fn resolve(
             }
             None => Err(fail(
                 FailureClass::NotLinked,
-                format!("upstream sub {} is linked to local subject {subject}, which no longer exists", id.sub),
+                format!(
+                    "upstream sub {} is linked to local subject {subject}, which no longer exists",
+                    id.sub
+                ),
             )),
         };
     }
@@ -172,7 +178,10 @@ pub async fn resolve(
         LinkPolicy::Deny => {
             return Err(fail(
                 FailureClass::NotLinked,
-                format!("upstream sub {} has no linked local account and linking = \"deny\"", id.sub),
+                format!(
+                    "upstream sub {} has no linked local account and linking = \"deny\"",
+                    id.sub
+                ),
             ));
         }
         LinkPolicy::LinkVerifiedEmail => {
@@ -210,7 +219,10 @@ pub async fn resolve(
                 Err(v) => {
                     return Err(fail(
                         FailureClass::NotLinked,
-                        format!("{} local users have the email {email}: link one explicitly", v.len()),
+                        format!(
+                            "{} local users have the email {email}: link one explicitly",
+                            v.len()
+                        ),
                     ));
                 }
             }

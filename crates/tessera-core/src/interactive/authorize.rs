@@ -709,6 +709,9 @@ impl Engine {
                 expires_at: now + s.code_ttl as i64,
             })
             .await?;
+        // A client that keeps getting codes and never redeems them probably cannot reach the
+        // token endpoint (proxy, firewall): say so.
+        self.diagnostics.code_issued(&client.client_id, now);
         // Back-channel logout needs to know which clients this session signed in to.
         self.store
             .add_session_client(&session.id_hash, &client.client_id)

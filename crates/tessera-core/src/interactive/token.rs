@@ -135,6 +135,7 @@ pub(crate) async fn grant_authorization_code(
             c.client_id, client.client_id
         )));
     }
+    engine.diagnostics.code_redeemed(&client.client_id, now);
     // RFC 6749 §4.1.3: redirect_uri required and identical if the request carried it.
     let sent = c
         .claims

@@ -194,6 +194,12 @@ pub(super) async fn metrics(State(s): State<AppState>) -> Response {
         "Highest number of users with unexpired failures seen by this process.",
         &[("", get(&m.users_with_failures_high_water))],
     );
+    metric(
+        "tessera_unredeemed_code_alerts_total",
+        "counter",
+        "Clients that were issued codes and redeemed none within the window (they probably cannot reach the token endpoint), this process.",
+        &[("", s.engine.diagnostics.unredeemed.alerts_total())],
+    );
     let mut r = (StatusCode::OK, out).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -102,6 +102,7 @@ fn render(
         csrf: &csrf,
         username,
         error,
+        upstreams: s.engine.upstreams.buttons(),
     };
     // The POST ends in a redirect to the client (or to the consent page): allow it as a target.
     let targets: Vec<String> = pages::form_target(&tx.request.redirect_uri)
@@ -177,7 +178,19 @@ pub(super) async fn submit(
         password,
     };
     let previous = pages::cookie(&headers, SESSION_COOKIE);
-    match e.sign_in(&creds, previous.as_deref(), &ctx, e.now()).await {
+    let result = e.sign_in(&creds, previous.as_deref(), &ctx, e.now()).await;
+    super::diagnostics::record_attempt(
+        &s,
+        &ctx,
+        "login",
+        Some(&username),
+        Some(&tx.request.client_id),
+        result.as_ref().err().map(|err| tessera_core::diagnostics::AttemptError {
+            error: format!("{err:?}"),
+            ..Default::default()
+        }),
+    );
+    match result {
         Ok(signed) => {
             let step = e.resume(tx, Some(&signed.cookie), e.now()).await;
             let mut r = respond_step(&s, step, &ctx.request_id);

@@ -54,6 +54,8 @@ pub(super) struct LoginPage<'a> {
     pub csrf: &'a str,
     pub username: &'a str,
     pub error: Option<&'a str>,
+    /// "Sign in with …" buttons, one per configured upstream provider.
+    pub upstreams: Vec<tessera_core::federation::UpstreamButton>,
 }
 
 pub(super) struct ScopeLine {

@@ -77,6 +77,13 @@ pub fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    // Client-side commands talk to other hosts or a running server: no configuration needed.
+    let cli = match cli.command {
+        Command::Probe(a) => return crate::cli_doctor::run_probe(a).await,
+        Command::Debug(c) => return crate::cli_debug::run_debug(c).await,
+        Command::Trace(c) => return crate::cli_debug::run_trace(c).await,
+        command => Cli { command, ..cli },
+    };
     let config = load_config(&cli)?;
     if let Command::Config(ConfigCommand::Check) = &cli.command {
         return check_config(&config);
@@ -111,6 +118,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Lockout(c) => crate::cli_lockout::run(&open_app(config).await?, c).await,
+        Command::Doctor(a) => crate::cli_doctor::run(config, a).await,
+        Command::Probe(_) | Command::Debug(_) | Command::Trace(_) => Ok(()),
     }
 }
 

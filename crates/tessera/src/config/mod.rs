@@ -32,6 +32,8 @@ pub const ENV_PREFIX: &str = "TESSERA_";
 pub const CONFIG_FILE_VAR: &str = "TESSERA_CONFIG";
 /// Variables with this prefix belong to the test infrastructure, not the configuration.
 pub const TEST_VAR_PREFIX: &str = "TESSERA_TEST_";
+/// Variables read by client-side commands (`probe`, `debug`, `trace`), not configuration keys.
+const CLI_VARS: [&str; 2] = ["TESSERA_URL", "TESSERA_PROBE_CLIENT_SECRET"];
 /// Shortcut variables and the key each one sets.
 const ENV_SHORTCUTS: [(&str, &str, &str); 2] = [
     ("TESSERA_LOG", "log", "level"),
@@ -42,7 +44,8 @@ const ENV_SHORTCUTS: [(&str, &str, &str); 2] = [
     ),
 ];
 /// Keys whose values `config check` never prints.
-const SECRET_KEYS: [&str; 4] = [
+const SECRET_KEYS: [&str; 5] = [
+    "admin_token",
     "master_key",
     "initial_access_token",
     "client_secret",
@@ -60,6 +63,7 @@ pub const MASTER_KEY_FILE: &str = "master.key";
 mod parse;
 mod raw;
 mod validate;
+pub mod upstream;
 
 use parse::*;
 pub use raw::*;
@@ -140,6 +144,8 @@ pub struct Config {
     pub clients: Vec<ConfigClient>,
     pub providers: Vec<ProviderConfig>,
     raw: RawConfig,
+    /// `[[upstreams]]`, validated.
+    pub upstreams: Vec<tessera_core::federation::UpstreamConfig>,
 }
 
 /// Everything wrong with a configuration, one located message per problem.
@@ -184,6 +190,7 @@ impl Env {
         self.0.iter().filter(|(k, _)| {
             k.starts_with(ENV_PREFIX)
                 && k.as_str() != CONFIG_FILE_VAR
+                && !CLI_VARS.contains(&k.as_str())
                 && !k.starts_with(TEST_VAR_PREFIX)
         })
     }
@@ -224,6 +231,12 @@ impl ConfigFile {
 }
 
 impl Config {
+    /// The file's values with defaults filled in (sections the composition root reads as they
+    /// are: `[egress]`, `[diagnostics]`).
+    pub fn raw(&self) -> &RawConfig {
+        &self.raw
+    }
+
     /// Load from an optional file, the environment and command-line overrides.
     pub fn load(
         file: Option<&ConfigFile>,

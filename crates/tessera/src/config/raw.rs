@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use tessera_core::assertion::TrustedIssuer;
 use tessera_core::authn::ControlFlag;
+use tessera_core::lockout::{ClientLockoutScope, LockoutMode, LockoutPolicy, Progressive};
 use tessera_core::settings::{ClientAssertionAudience, Settings};
 use tessera_jose::Algorithm;
 use tessera_ldap::LdapConfig;
@@ -60,6 +61,14 @@ pub struct RawConfig {
     pub clients: Vec<RawClient>,
     /// `[[trusted_issuers]]`: external issuers of jwt-bearer grant assertions (RFC 7523 §2.1).
     pub trusted_issuers: Vec<TrustedIssuer>,
+    /// Bearer token of the admin API (`/admin/*`: lockout manager, traces). Unset: disabled.
+    pub admin_token: Option<SecretString>,
+    pub lockout: RawLockout,
+    pub diagnostics: RawDiagnostics,
+    /// Outbound HTTP (client `jwks_uri`, trusted-issuer keys, upstream providers).
+    pub egress: tessera_egress::EgressConfig,
+    /// `[[upstreams]]`: upstream OpenID providers users may sign in with.
+    pub upstreams: Vec<tessera_core::federation::config::RawUpstream>,
     /// Parsed separately (LDAP fields are flattened, which serde's `flatten` cannot combine
     /// with `deny_unknown_fields`); see [`parse_providers`].
     #[serde(skip)]
@@ -84,6 +93,11 @@ impl Default for RawConfig {
             dangerous: RawDangerous::default(),
             clients: Vec::new(),
             trusted_issuers: Vec::new(),
+            admin_token: None,
+            lockout: RawLockout::default(),
+            diagnostics: RawDiagnostics::default(),
+            egress: tessera_egress::EgressConfig::default(),
+            upstreams: Vec::new(),
             providers: Vec::new(),
         }
     }
@@ -206,6 +220,87 @@ impl Default for RawKeys {
             jwks_max_age: s.jwks_max_age,
             algs: vec![Algorithm::ES256, Algorithm::RS256],
             refresh_interval: 60,
+        }
+    }
+}
+
+/// `[lockout]`: soft lockout of end users (password logins) and clients (secret or assertion).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLockout {
+    pub users: RawLockoutPolicy,
+    pub clients: RawLockoutPolicy,
+    /// What the client policy keys on: `client_and_source` (default) or `client_only`.
+    pub client_scope: ClientLockoutScope,
+}
+
+impl Default for RawLockout {
+    fn default() -> Self {
+        Self {
+            users: RawLockoutPolicy::from(LockoutPolicy::users()),
+            clients: RawLockoutPolicy::from(LockoutPolicy::clients()),
+            client_scope: Settings::new("").client_lockout_scope,
+        }
+    }
+}
+
+/// One lockout policy as the file gives it; unset keys keep the policy's own default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLockoutPolicy {
+    pub enabled: Option<bool>,
+    /// `enforce` or `monitor_only` (count and alert, never lock).
+    pub mode: Option<LockoutMode>,
+    pub threshold: Option<u32>,
+    pub reset_window: Option<u64>,
+    pub lock_duration: Option<u64>,
+    /// Each further lock within the streak lasts `factor` times longer, up to `max` seconds.
+    pub progressive: Option<Progressive>,
+}
+
+impl From<LockoutPolicy> for RawLockoutPolicy {
+    fn from(p: LockoutPolicy) -> Self {
+        Self {
+            enabled: Some(p.enabled),
+            mode: Some(p.mode),
+            threshold: Some(p.threshold),
+            reset_window: Some(p.reset_window),
+            lock_duration: Some(p.lock_duration),
+            progressive: p.progressive,
+        }
+    }
+}
+
+impl RawLockoutPolicy {
+    /// The policy: `base` with every key the file sets.
+    pub fn apply(&self, base: LockoutPolicy) -> LockoutPolicy {
+        LockoutPolicy {
+            enabled: self.enabled.unwrap_or(base.enabled),
+            mode: self.mode.unwrap_or(base.mode),
+            threshold: self.threshold.unwrap_or(base.threshold),
+            reset_window: self.reset_window.unwrap_or(base.reset_window),
+            lock_duration: self.lock_duration.unwrap_or(base.lock_duration),
+            progressive: self.progressive.or(base.progressive),
+        }
+    }
+}
+
+/// `[diagnostics]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDiagnostics {
+    /// Give administrators (admin API, logs) the root cause of failed logins; anonymous callers
+    /// always get only the standard error.
+    pub propagate_cause: bool,
+    /// Authentication traces kept in memory for `tessera trace show`.
+    pub trace_capacity: usize,
+}
+
+impl Default for RawDiagnostics {
+    fn default() -> Self {
+        Self {
+            propagate_cause: true,
+            trace_capacity: 500,
         }
     }
 }

@@ -91,6 +91,13 @@ fn example_config_documents_every_key() {
             "trusted_issuers",
             fields::<tessera_core::assertion::TrustedIssuer>(),
         ),
+        ("lockout", fields::<RawLockout>()),
+        ("diagnostics", fields::<RawDiagnostics>()),
+        ("egress", fields::<tessera_egress::EgressConfig>()),
+        (
+            "upstreams",
+            fields::<tessera_core::federation::config::RawUpstream>(),
+        ),
         (
             "providers",
             fields::<ProviderHeader>()

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value as Json, json};
+use tessera_core::lockout::LockoutPolicy;
 use tessera_core::registration::{ID_TOKEN_ALGS, client_from_metadata};
 use tessera_core::secret::Secret;
 use tessera_core::secrets::MasterKey;
@@ -340,6 +341,26 @@ pub(super) fn validate(
     settings.max_body_bytes = raw.http.max_body_bytes;
     settings.max_jwt_bytes = raw.http.max_jwt_bytes;
     settings.dangerous_allow_http_redirects = raw.dangerous.allow_http_redirect_uris;
+    settings.user_lockout = raw.lockout.users.apply(LockoutPolicy::users());
+    settings.client_lockout = raw.lockout.clients.apply(LockoutPolicy::clients());
+    settings.client_lockout_scope = raw.lockout.client_scope;
+    for (name, p) in [("users", &settings.user_lockout), ("clients", &settings.client_lockout)] {
+        if p.enabled && (p.threshold == 0 || p.reset_window == 0) {
+            err(
+                &format!("lockout.{name}"),
+                "threshold and reset_window must be at least 1".to_owned(),
+            );
+        }
+    }
+    if let Some(t) = &raw.admin_token {
+        if t.expose().chars().count() < MIN_SECRET_CHARS {
+            err(
+                "admin_token",
+                format!("must be at least {MIN_SECRET_CHARS} characters (use a random value)"),
+            );
+        }
+        settings.admin_token = Some(Secret::new(t.expose()));
+    }
 
     let mut clients = Vec::new();
     let mut seen_clients = BTreeSet::new();
@@ -404,6 +425,11 @@ pub(super) fn validate(
         });
     }
 
+    let (upstreams, upstream_errors) = super::upstream::validate_upstreams(&raw.upstreams, env, base_dir);
+    for (path, msg) in upstream_errors {
+        err(&path, msg);
+    }
+
     if !errors.is_empty() {
         return Err(ConfigError(errors));
     }
@@ -423,6 +449,7 @@ pub(super) fn validate(
         key_refresh_interval: Duration::from_secs(raw.keys.refresh_interval),
         clients,
         providers,
+        upstreams,
         raw,
     })
 }

@@ -2,8 +2,9 @@
 //!
 //! - real third parties, unchanged: PyPI `google-auth` service-account credentials from a key
 //!   file Tessera issued (with and without `with_subject`), PyPI Authlib `private_key_jwt`
-//!   (ES256, RS256) and `client_secret_jwt` (HS256), npm openid-client `private_key_jwt`
-//!   (ES256, RS256);
+//!   (ES256, RS256, PS256, EdDSA) and `client_secret_jwt` (HS256), npm openid-client
+//!   `private_key_jwt` (ES256, RS256, PS256, and Ed25519 keys, which it signs with RFC 9864's
+//!   `alg` "Ed25519");
 //! - a client whose keys are published at a `jwks_uri` served by the test, and key rotation;
 //! - `jti` replay across a restart (same SQLite file) and across two nodes (PostgreSQL);
 //! - a trusted issuer configured with `[[trusted_issuers]]`, and its precise refusals;
@@ -25,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tessera_core::assertion::GOOGLE_TOKEN_AUDIENCE;
 use tessera_core::assertion::keyfile::{ServiceAccountKeyFile, create_service_account};
-use tessera_core::clock::ManualClock;
+use tessera_core::clock::{Clock, ManualClock, SystemClock};
 use tessera_jose::{Algorithm, SigningKey};
 
 use crate::support::{Options, Tessera, TestClient, TestServer, jwt_parts, toml_string};
@@ -130,10 +131,7 @@ async fn run_script(program: &Path, script: &str, env: Vec<(&str, String)>) -> S
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    SystemClock.now()
 }
 
 fn jti() -> String {
@@ -466,10 +464,22 @@ async fn authlib_authenticates_with_private_key_jwt_and_client_secret_jwt() {
     let Some(python) = python() else { return };
     let server = TestServer::start("").await;
     let dir = tempfile::tempdir().unwrap();
-    for alg in [Algorithm::ES256, Algorithm::RS256] {
+    for alg in [
+        Algorithm::ES256,
+        Algorithm::RS256,
+        Algorithm::PS256,
+        Algorithm::EdDSA,
+    ] {
         let (key, pem) = key_with_pem(alg, &format!("authlib-{alg}"), dir.path());
-        let client =
-            private_key_jwt_client(&server, alg, json!({ "jwks": public_jwks(&[&key]) })).await;
+        // Authlib sends no kid: the server must find the right key among several (a client
+        // in the middle of a rotation publishes two).
+        let previous = SigningKey::generate(alg, format!("previous-{alg}")).unwrap();
+        let client = private_key_jwt_client(
+            &server,
+            alg,
+            json!({ "jwks": public_jwks(&[&previous, &key]) }),
+        )
+        .await;
         let script = "python/authlib_private_key_jwt.py";
         let out = run_script(
             &python,
@@ -533,7 +543,12 @@ async fn openid_client_authenticates_with_private_key_jwt() {
     let Some(node) = node() else { return };
     let server = TestServer::start("").await;
     let dir = tempfile::tempdir().unwrap();
-    for alg in [Algorithm::ES256, Algorithm::RS256] {
+    for alg in [
+        Algorithm::ES256,
+        Algorithm::RS256,
+        Algorithm::PS256,
+        Algorithm::EdDSA,
+    ] {
         let kid = format!("oidc-client-{alg}");
         let (key, pem) = key_with_pem(alg, &kid, dir.path());
         let client =
@@ -591,7 +606,7 @@ async fn client_keys_at_a_jwks_uri_are_fetched_and_refetched_on_an_unknown_kid()
     let aud = server.url("/token");
     let id = client.client_id.as_str();
 
-    let t = clock.now_value();
+    let t = clock.now();
     let (status, body) =
         client_credentials_with(&server, &client_assertion(&old, id, &aud, t, &jti())).await;
     assert_eq!(status, 200, "{body}");
@@ -623,7 +638,7 @@ async fn client_keys_at_a_jwks_uri_are_fetched_and_refetched_on_an_unknown_kid()
     assert_eq!(loopback.jwks_fetches.load(Ordering::SeqCst), 1);
     // Later (still within the cache lifetime): the unknown kid triggers one refetch.
     clock.advance(45);
-    let t = clock.now_value();
+    let t = clock.now();
     let (status, body) =
         client_credentials_with(&server, &client_assertion(&new, id, &aud, t, &jti())).await;
     assert_eq!(status, 200, "{body}");
@@ -638,7 +653,7 @@ async fn client_keys_at_a_jwks_uri_are_fetched_and_refetched_on_an_unknown_kid()
     .await;
     // The retired key no longer works.
     clock.advance(45);
-    let t = clock.now_value();
+    let t = clock.now();
     let (status, body) =
         client_credentials_with(&server, &client_assertion(&old, id, &aud, t, &jti())).await;
     assert_eq!(status, 400, "{body}");
@@ -646,16 +661,6 @@ async fn client_keys_at_a_jwks_uri_are_fetched_and_refetched_on_an_unknown_kid()
         error_of(&body),
         ("invalid_client", "no key of this client has kid '2024-key'")
     );
-}
-
-trait NowValue {
-    fn now_value(&self) -> i64;
-}
-
-impl NowValue for ManualClock {
-    fn now_value(&self) -> i64 {
-        tessera_core::clock::Clock::now(self)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1018,4 +1023,51 @@ fn assertion_check_prints_every_check_and_fails_an_expired_assertion() {
     assert!(checks >= 8 && checks == actuals, "{out}");
     assert!(out.contains("✓ signature"), "{out}");
     assert!(run.stderr().contains("rejected"), "{}", run.stderr());
+}
+
+/// `[oauth] accept_google_audience = false`: service-account assertions must name this server.
+#[tokio::test]
+async fn google_audience_can_be_turned_off() {
+    let server = TestServer::start("[oauth]\naccept_google_audience = false\n").await;
+    let engine = server.engine();
+    let key_file = create_service_account(engine, "strict", Vec::new(), None, engine.now())
+        .await
+        .unwrap();
+    let mint = |aud: Option<&str>| {
+        tessera_core::assertion::keyfile::mint(
+            &key_file.to_string(),
+            &tessera_core::assertion::keyfile::MintOptions {
+                audience: aud.map(str::to_owned),
+                ..Default::default()
+            },
+            now(),
+        )
+        .unwrap()
+    };
+    let (status, body) = jwt_bearer(&server, &mint(Some(GOOGLE_TOKEN_AUDIENCE))).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        error_of(&body),
+        (
+            "invalid_grant",
+            format!(
+                "Audience validation failed: expected {} or {}",
+                server.base_url,
+                server.url("/token")
+            )
+            .as_str()
+        )
+    );
+    // The key file's token_uri still works.
+    let (status, body) = jwt_bearer(&server, &mint(None)).await;
+    assert_eq!(status, 200, "{body}");
+    let id = key_file.client_email.as_str();
+    assert_token_active(
+        &server,
+        body["access_token"].as_str().unwrap(),
+        id,
+        id,
+        None,
+    )
+    .await;
 }
