@@ -12,7 +12,16 @@
 //!                     --aud AUD [--iss ISS] [--sub SUB] [--client-id ID] [--scope S]
 //!                     [--authorization 'Basic …'] [--concurrency 16] [--duration 10]
 //!                     [--warmup 2] [--assertions N] [--no-jti] [--json OUT.json]
+//!                     [--pin-cpu N] [--server-pid PID]
 //! ```
+//!
+//! `--pin-cpu N` signs on every CPU (the servers are idle then) and pins the load generator to
+//! CPU N before the first request, so `bench/run.sh` need not run it under `taskset`.
+//! `--server-pid PID` reads the CPU time of that process (`/proc/PID/task/*/schedstat`, all
+//! its threads) at the start and the end of the measured window, and reports it as
+//! `server_cpu_s`, `server_cpu_share` (CPU seconds per second) and `rps_per_server_cpu`
+//! (requests per CPU second of the server: a figure other load on the machine disturbs far
+//! less than requests per second).
 //!
 //! `--key` is either a file written by `keygen` (`{"alg":"ES256","kid":…,"pkcs8":…}`) or a
 //! Google-format service-account key file (`type: service_account`, RSA `private_key` PEM,
@@ -20,7 +29,7 @@
 //!
 //! The `run` output is one JSON object (stdout, and `--json FILE`): requests, seconds, rps,
 //! p50/p90/p99/p999/max in milliseconds, the non-2xx and connection-error counts, and the
-//! first non-2xx response (status and body) as a sample. Exit status: 0 when every measured
+//! first non-2xx response (status and body) as a sample, and the CPU figures above. Exit status: 0 when every measured
 //! response was 2xx, 1 otherwise, 3 when the pre-signed assertions ran out before the end.
 
 use std::collections::HashMap;
@@ -260,6 +269,41 @@ fn presign(key: &LoadedKey, plan: &Plan, count: usize) -> Result<Vec<Bytes>, Err
     Ok(all)
 }
 
+/// CPU time consumed so far by every thread of `pid`, in seconds (scheduler statistics: ns
+/// precision, unlike the 10 ms ticks of `/proc/PID/stat`).
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let mut ns: u128 = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(task) = task else { continue };
+        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue; // the thread exited meanwhile
+        };
+        ns += text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u128>().ok())
+            .unwrap_or(0);
+    }
+    Some(ns as f64 / 1e9)
+}
+
+/// Pins the calling thread (and the threads it starts later) to one CPU.
+fn pin_to_cpu(cpu: usize) -> Result<(), Error> {
+    // SAFETY: `set` is a plain bit set initialised by CPU_ZERO/CPU_SET and passed by pointer
+    // with its exact size; pid 0 means the calling thread.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        return Err(format!("cannot pin to CPU {cpu}: {}", std::io::Error::last_os_error()).into());
+    }
+    Ok(())
+}
+
 struct Target {
     addr: SocketAddr,
     host: String,
@@ -443,6 +487,14 @@ fn run(flags: &HashMap<String, String>) -> Result<ExitCode, Error> {
         t0.elapsed().as_secs_f64()
     );
 
+    if let Some(cpu) = flags.get("pin-cpu") {
+        pin_to_cpu(cpu.parse().map_err(|_| "--pin-cpu takes a CPU number")?)?;
+    }
+    let server_pid: Option<u32> = match flags.get("server-pid") {
+        Some(p) => Some(p.parse().map_err(|_| "--server-pid takes a process id")?),
+        None => None,
+    };
+
     let (addr, host, path) = parse_url(url)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -461,7 +513,18 @@ fn run(flags: &HashMap<String, String>) -> Result<ExitCode, Error> {
         measure_from: start + Duration::from_secs_f64(warmup),
         end: start + Duration::from_secs_f64(warmup + duration),
     });
-    let results: Vec<ConnStats> = rt.block_on(async {
+    let (results, cpu): (Vec<ConnStats>, Option<(f64, f64)>) = rt.block_on(async {
+        // Samples the server's CPU time at the edges of the measured window.
+        let sampler = server_pid.map(|pid| {
+            let (from, end) = (shared.measure_from, shared.end);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(from.into()).await;
+                let (t0, c0) = (Instant::now(), process_cpu_seconds(pid)?);
+                tokio::time::sleep_until(end.into()).await;
+                let (t1, c1) = (Instant::now(), process_cpu_seconds(pid)?);
+                Some((c1 - c0, (t1 - t0).as_secs_f64()))
+            })
+        });
         let tasks: Vec<_> = (0..concurrency)
             .map(|_| tokio::spawn(connection(shared.clone())))
             .collect();
@@ -469,7 +532,11 @@ fn run(flags: &HashMap<String, String>) -> Result<ExitCode, Error> {
         for t in tasks {
             out.push(t.await.unwrap_or_default());
         }
-        out
+        let cpu = match sampler {
+            Some(s) => s.await.ok().flatten(),
+            None => None,
+        };
+        (out, cpu)
     });
     let measured_secs = (Instant::now().min(shared.end) - shared.measure_from).as_secs_f64();
 
@@ -505,6 +572,11 @@ fn run(flags: &HashMap<String, String>) -> Result<ExitCode, Error> {
         "exhausted": exhausted,
         "sample_status": sample.as_ref().map(|s| s.0),
         "sample_body": sample.as_ref().map(|s| s.1.chars().take(500).collect::<String>()),
+        "server_cpu_s": cpu.map(|c| c.0),
+        "server_cpu_share": cpu.map(|(c, wall)| c / wall),
+        // The window's idle edges cost the server next to no CPU, so this holds even when
+        // the run ended early.
+        "rps_per_server_cpu": cpu.filter(|c| c.0 > 0.0).map(|(c, _)| requests as f64 / c),
     });
     let text = serde_json::to_string(&report)?;
     println!("{text}");

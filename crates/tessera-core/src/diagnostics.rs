@@ -333,12 +333,22 @@ impl Diagnostics {
         }
         let mut steps = ctx.trace.steps();
         steps.truncate(MAX_STEPS_PER_TRACE);
-        let entry = attempt
+        let classified = attempt
             .error
             .as_ref()
-            .and_then(|e| catalog::classify(&steps, e));
+            .and_then(|e| catalog::classify_step(&steps, e));
+        let entry = classified.map(|(e, _)| e);
         let (error, cause) = match &attempt.error {
-            Some(e) => (Some(e.error.clone()), e.cause.clone()),
+            Some(e) => {
+                // Without an explicit cause (sign-in pages), the decisive step is the cause.
+                let from_step = || {
+                    classified
+                        .and_then(|(_, i)| i)
+                        .and_then(|i| steps.get(i))
+                        .map(|s| step_cause(s, attempt.user))
+                };
+                (Some(e.error.clone()), e.cause.clone().or_else(from_step))
+            }
             None => (None, None),
         };
         let record = TraceRecord {
@@ -391,6 +401,26 @@ impl Diagnostics {
     pub fn code_redeemed(&self, client_id: &str, now: UnixTime) {
         self.unredeemed.redeemed(client_id, now);
     }
+}
+
+/// A decisive trace step as a cause: "user 'u': provider:local verify → bad_credentials (…)".
+fn step_cause(s: &TraceStep, user: Option<&str>) -> String {
+    let mut out = String::new();
+    if let Some(u) = user {
+        out.push_str(&format!("user '{u}': "));
+    }
+    out.push_str(&format!("{} {} → {}", s.component, s.step, s.outcome));
+    let text = ["message", "cause", "error"]
+        .iter()
+        .find_map(|k| s.detail.get(*k).and_then(|v| v.as_str()))
+        .map(str::to_owned)
+        .or_else(|| {
+            (!s.detail.is_empty()).then(|| serde_json::Value::Object(s.detail.clone()).to_string())
+        });
+    if let Some(t) = text {
+        out.push_str(&format!(" ({t})"));
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -663,6 +693,10 @@ pub mod catalog {
         "TSR-ASSERT-INVALID", Config, "assertion rejected",
             "Another assertion check failed (format, alg, typ, subject, lifetime, scope): the trace shows expected and actual values.",
             "Compare the failed check's expected and actual values in the trace (`tessera trace show ID`) or with `tessera assertion check`.";
+        // --- authorization request (RFC 6749 §4.1.1) ---
+        "TSR-AUTHZ-REDIRECT", Config, "redirect_uri not registered",
+            "The authorization request's redirect_uri is not one of the client's registered redirect URIs (exact string match, RFC 6749 §3.1.2.3, RFC 9700 §4.1.3), or it is missing while several are registered. The user gets an error page and is not redirected (RFC 6749 §4.1.2.1).",
+            "Register the exact callback URL the relying party sends (scheme, host, port, path, trailing slash) with the client, or fix the relying party's redirect URI setting; the trace shows the URI sent and the registered ones.";
         // --- authorization code exchange (RFC 6749 §4.1.3) ---
         "TSR-GRANT-REDIRECT", Config, "redirect_uri mismatch",
             "The redirect_uri of the token request is not identical to the one of the authorization request (RFC 6749 §4.1.3).",
@@ -751,123 +785,139 @@ pub mod catalog {
     /// Classify a failed attempt: the first decisive failed step of the trace, else the
     /// error's description and cause.
     pub fn classify(steps: &[TraceStep], error: &AttemptError) -> Option<&'static Entry> {
-        from_steps(steps).or_else(|| from_error(error))
+        classify_step(steps, error).map(|(e, _)| e)
     }
 
-    fn from_steps(steps: &[TraceStep]) -> Option<&'static Entry> {
-        for s in steps {
-            let failed = !matches!(s.outcome.as_str(), "ok" | "skipped" | "reused" | "chosen");
-            if !failed {
-                continue;
-            }
-            if s.component == "lockout" && s.step == "check" {
-                return get("TSR-CLIENT-LOCKED");
-            }
-            if s.component == "assertion" {
-                let actual = detail_str(s, "actual").to_ascii_lowercase();
-                let code = match s.step.as_str() {
-                    "check:aud" => "TSR-ASSERT-AUD",
-                    "check:exp" => "TSR-ASSERT-EXP",
-                    "check:nbf" | "check:iat" => "TSR-ASSERT-SKEW",
-                    "check:iss" | "check:issuer" => "TSR-ASSERT-ISS",
-                    "check:jti replay" => "TSR-ASSERT-JTI",
-                    "check:signature" | "check:jwks refresh" => {
-                        if actual.contains("could not fetch") || actual.starts_with("failed:") {
-                            "TSR-ASSERT-JWKS"
-                        } else if actual.contains("no key matches") || actual.contains("key id") {
-                            "TSR-ASSERT-KID"
-                        } else {
-                            "TSR-ASSERT-SIG"
-                        }
+    /// [`classify`], with the index of the decisive step when a step decided.
+    pub fn classify_step(
+        steps: &[TraceStep],
+        error: &AttemptError,
+    ) -> Option<(&'static Entry, Option<usize>)> {
+        steps
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| step_entry(s).map(|e| (e, Some(i))))
+            .or_else(|| from_error(error).map(|e| (e, None)))
+    }
+
+    /// The entry a failed step decides, if it is decisive.
+    fn step_entry(s: &TraceStep) -> Option<&'static Entry> {
+        let failed = !matches!(s.outcome.as_str(), "ok" | "skipped" | "reused" | "chosen");
+        if !failed {
+            return None;
+        }
+        if s.component == "lockout" && s.step == "check" {
+            // The user path records the user name, the client path the client_id.
+            return get(if s.detail.contains_key("user") {
+                "TSR-AUTHN-LOCKED"
+            } else {
+                "TSR-CLIENT-LOCKED"
+            });
+        }
+        if s.component == "assertion" {
+            let actual = detail_str(s, "actual").to_ascii_lowercase();
+            let code = match s.step.as_str() {
+                "check:aud" => "TSR-ASSERT-AUD",
+                "check:exp" => "TSR-ASSERT-EXP",
+                "check:nbf" | "check:iat" => "TSR-ASSERT-SKEW",
+                "check:iss" | "check:issuer" => "TSR-ASSERT-ISS",
+                "check:jti replay" => "TSR-ASSERT-JTI",
+                "check:signature" | "check:jwks refresh" => {
+                    if actual.contains("could not fetch") || actual.starts_with("failed:") {
+                        "TSR-ASSERT-JWKS"
+                    } else if actual.contains("no key matches") || actual.contains("key id") {
+                        "TSR-ASSERT-KID"
+                    } else {
+                        "TSR-ASSERT-SIG"
                     }
-                    _ => "TSR-ASSERT-INVALID",
-                };
-                return get(code);
-            }
-            if let Some(provider) = s.component.strip_prefix("provider:") {
-                let ldap = !provider.is_empty() && s.detail.contains_key("host");
-                let code = detail_num(s, "code");
-                let text = format!(
-                    "{} {} {}",
-                    detail_str(s, "error"),
-                    detail_str(s, "cause"),
-                    detail_str(s, "diagnostic")
-                );
-                match (s.step.as_str(), s.outcome.as_str()) {
-                    ("connect", _) => {
-                        if let Some(e) = network_text(&text, true) {
-                            return Some(e);
-                        }
-                        return get("TSR-LDAP-001");
-                    }
-                    ("service_bind", _) => {
-                        if code.is_some() {
-                            return get("TSR-LDAP-003");
-                        }
-                        return network_text(&text, true).or_else(|| get("TSR-LDAP-003"));
-                    }
-                    ("search" | "user_search", _) => {
-                        if code == Some(32) {
-                            return get("TSR-LDAP-004");
-                        }
-                        if let Some(e) = network_text(&text, true) {
-                            return Some(e);
-                        }
-                    }
-                    ("user_bind", outcome) => {
-                        if outcome.contains("lock")
-                            || detail_str(s, "ppolicy")
-                                .to_ascii_lowercase()
-                                .contains("lock")
-                        {
-                            return get("TSR-AUTHN-LOCKED");
-                        }
-                        if outcome == "account_state" {
-                            return get("TSR-AUTHN-ACCOUNT-STATE");
-                        }
-                        if code == Some(49) || outcome == "bad_credentials" {
-                            return get("TSR-AUTHN-BAD-PASSWORD");
-                        }
-                        if let Some(e) = network_text(&text, true) {
-                            return Some(e);
-                        }
-                    }
-                    ("result", "unavailable") => {
-                        let cause = detail_str(s, "cause").to_ascii_lowercase();
-                        if cause.contains("more than one")
-                            || cause.contains("entries")
-                            || cause.contains("twice")
-                            || cause.contains("ambiguous")
-                        {
-                            return get("TSR-LDAP-005");
-                        }
-                        if let Some(e) = network_text(&cause, true) {
-                            return Some(e);
-                        }
-                        return get("TSR-LDAP-001");
-                    }
-                    (_, "unknown_user") => return get("TSR-AUTHN-UNKNOWN-USER"),
-                    (_, "bad_credentials") => return get("TSR-AUTHN-BAD-PASSWORD"),
-                    (_, "empty_password") => return get("TSR-AUTHN-EMPTY-PASSWORD"),
-                    (_, "disabled") => return get("TSR-AUTHN-ACCOUNT-STATE"),
-                    _ => {}
                 }
-                let _ = ldap;
-            }
-            if s.component == "chain" && s.step.starts_with("provider:") {
-                let code = match s.outcome.as_str() {
-                    "unknown_user" => "TSR-AUTHN-UNKNOWN-USER",
-                    "bad_credentials" => "TSR-AUTHN-BAD-PASSWORD",
-                    "empty_password" => "TSR-AUTHN-EMPTY-PASSWORD",
-                    "account_state" => "TSR-AUTHN-ACCOUNT-STATE",
-                    "unavailable" => {
-                        let cause = detail_str(s, "cause");
-                        return network_text(cause, true).or_else(|| get("TSR-LDAP-001"));
+                _ => "TSR-ASSERT-INVALID",
+            };
+            return get(code);
+        }
+        if let Some(provider) = s.component.strip_prefix("provider:") {
+            let ldap = !provider.is_empty() && s.detail.contains_key("host");
+            let code = detail_num(s, "code");
+            let text = format!(
+                "{} {} {}",
+                detail_str(s, "error"),
+                detail_str(s, "cause"),
+                detail_str(s, "diagnostic")
+            );
+            match (s.step.as_str(), s.outcome.as_str()) {
+                ("connect", _) => {
+                    if let Some(e) = network_text(&text, true) {
+                        return Some(e);
                     }
-                    _ => continue,
-                };
-                return get(code);
+                    return get("TSR-LDAP-001");
+                }
+                ("service_bind", _) => {
+                    if code.is_some() {
+                        return get("TSR-LDAP-003");
+                    }
+                    return network_text(&text, true).or_else(|| get("TSR-LDAP-003"));
+                }
+                ("search" | "user_search", _) => {
+                    if code == Some(32) {
+                        return get("TSR-LDAP-004");
+                    }
+                    if let Some(e) = network_text(&text, true) {
+                        return Some(e);
+                    }
+                }
+                ("user_bind", outcome) => {
+                    if outcome.contains("lock")
+                        || detail_str(s, "ppolicy")
+                            .to_ascii_lowercase()
+                            .contains("lock")
+                    {
+                        return get("TSR-AUTHN-LOCKED");
+                    }
+                    if outcome == "account_state" {
+                        return get("TSR-AUTHN-ACCOUNT-STATE");
+                    }
+                    if code == Some(49) || outcome == "bad_credentials" {
+                        return get("TSR-AUTHN-BAD-PASSWORD");
+                    }
+                    if let Some(e) = network_text(&text, true) {
+                        return Some(e);
+                    }
+                }
+                ("result", "unavailable") => {
+                    let cause = detail_str(s, "cause").to_ascii_lowercase();
+                    if cause.contains("more than one")
+                        || cause.contains("entries")
+                        || cause.contains("twice")
+                        || cause.contains("ambiguous")
+                    {
+                        return get("TSR-LDAP-005");
+                    }
+                    if let Some(e) = network_text(&cause, true) {
+                        return Some(e);
+                    }
+                    return get("TSR-LDAP-001");
+                }
+                (_, "unknown_user") => return get("TSR-AUTHN-UNKNOWN-USER"),
+                (_, "bad_credentials") => return get("TSR-AUTHN-BAD-PASSWORD"),
+                (_, "empty_password") => return get("TSR-AUTHN-EMPTY-PASSWORD"),
+                (_, "disabled") => return get("TSR-AUTHN-ACCOUNT-STATE"),
+                _ => {}
             }
+            let _ = ldap;
+        }
+        if s.component == "chain" && s.step.starts_with("provider:") {
+            let code = match s.outcome.as_str() {
+                "unknown_user" => "TSR-AUTHN-UNKNOWN-USER",
+                "bad_credentials" => "TSR-AUTHN-BAD-PASSWORD",
+                "empty_password" => "TSR-AUTHN-EMPTY-PASSWORD",
+                "account_state" => "TSR-AUTHN-ACCOUNT-STATE",
+                "unavailable" => {
+                    let cause = detail_str(s, "cause");
+                    return network_text(cause, true).or_else(|| get("TSR-LDAP-001"));
+                }
+                _ => return None,
+            };
+            return get(code);
         }
         None
     }
@@ -881,6 +931,7 @@ pub mod catalog {
         let c = e.cause.as_deref().unwrap_or_default().to_ascii_lowercase();
         let code = match e.error.as_str() {
             "invalid_grant" if d.contains("redirect_uri") => "TSR-GRANT-REDIRECT",
+            "invalid_request" if d.contains("redirect_uri") => "TSR-AUTHZ-REDIRECT",
             "invalid_grant" if d.contains("already used") => "TSR-GRANT-CODE-REUSED",
             "invalid_grant" if d.contains("code_verifier") || d.contains("pkce") => {
                 "TSR-GRANT-PKCE"

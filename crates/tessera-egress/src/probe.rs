@@ -558,8 +558,14 @@ fn authority(host: &str, port: u16) -> String {
     }
 }
 
-fn bypass_hint(host: &str) -> String {
-    format!("add {host} to NO_PROXY / http.nonProxyHosts")
+/// How to bypass the proxy for `host`, in the vocabulary of where the settings came from: a Java
+/// host (properties pasted) is told `http.nonProxyHosts` first.
+fn bypass_hint(host: &str, opts: &ProbeOptions) -> String {
+    if opts.proxy.source == "Java properties" {
+        format!("add {host} to http.nonProxyHosts / NO_PROXY")
+    } else {
+        format!("add {host} to NO_PROXY / http.nonProxyHosts")
+    }
 }
 
 /// Send `req` and report every step. A response with any status is a success of the
@@ -695,7 +701,7 @@ async fn exchange_inner(
                 format!(
                     "check the proxy setting (from {}), or reach {host} directly: {}",
                     opts.proxy.source,
-                    bypass_hint(&host)
+                    bypass_hint(&host, opts)
                 ),
             ),
             None => run.fail(
@@ -756,7 +762,7 @@ async fn finish_connect(
                 format!(
                     "check that the proxy runs and the proxy setting (from {}); or reach {host} directly: {}",
                     opts.proxy.source,
-                    bypass_hint(host)
+                    bypass_hint(host, opts)
                 ),
             ),
             None if timed_out => run.fail(
@@ -799,7 +805,7 @@ async fn finish_connect(
                     t,
                     codes::PROXY_REFUSED,
                     format!("proxy {p} closed the connection without answering CONNECT {target}"),
-                    format!("check the proxy's log; or {}", bypass_hint(host)),
+                    format!("check the proxy's log; or {}", bypass_hint(host, opts)),
                 ));
             }
             Ok(Err(e)) => {
@@ -808,7 +814,7 @@ async fn finish_connect(
                     t,
                     codes::PROXY_REFUSED,
                     format!("proxy {p} failed during CONNECT {target}: {e}"),
-                    format!("check the proxy's log; or {}", bypass_hint(host)),
+                    format!("check the proxy's log; or {}", bypass_hint(host, opts)),
                 ));
             }
             Err(_) => {
@@ -822,7 +828,7 @@ async fn finish_connect(
                     ),
                     format!(
                         "the proxy is hung or cannot reach {target} itself: check the proxy; or {}",
-                        bypass_hint(host)
+                        bypass_hint(host, opts)
                     ),
                 ));
             }
@@ -841,17 +847,20 @@ async fn finish_connect(
             let (code, remedy) = match status {
                 403 => (
                     codes::PROXY_403,
-                    format!("{}, or allow it at the proxy", bypass_hint(host)),
+                    format!("{}, or allow it at the proxy", bypass_hint(host, opts)),
                 ),
                 407 => (
                     codes::PROXY_407,
-                    format!("configure proxy credentials, or {}", bypass_hint(host)),
+                    format!(
+                        "configure proxy credentials, or {}",
+                        bypass_hint(host, opts)
+                    ),
                 ),
                 _ => (
                     codes::PROXY_REFUSED,
                     format!(
                         "the proxy could not open the tunnel (5xx: it cannot reach {target} either); check the proxy's log; or {}",
-                        bypass_hint(host)
+                        bypass_hint(host, opts)
                     ),
                 ),
             };
@@ -1061,7 +1070,7 @@ async fn finish_connect(
                         url,
                         status_text(&resp.status_line)
                     ),
-                    format!("{}, or allow it at the proxy", bypass_hint(host)),
+                    format!("{}, or allow it at the proxy", bypass_hint(host, opts)),
                 ));
             }
             run.ok(

@@ -14,9 +14,7 @@ pub use routes::EgressUpstreamHttp;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, header};
 use tessera_core::Engine;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -30,17 +28,10 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface. One middleware wraps every route: the request id and the security
+/// headers (`extract::request_id_layer`).
 pub fn router(state: AppState) -> Router {
     routes::routes()
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            HeaderName::from_static("referrer-policy"),
-            HeaderValue::from_static("no-referrer"),
-        ))
         .layer(axum::middleware::from_fn(extract::request_id_layer))
         .with_state(state)
 }

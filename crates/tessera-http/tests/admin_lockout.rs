@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The lockout manager over HTTP: admin API authentication, list/status/clear, and `/metrics`,
 //! through the real router on an in-memory SQLite store, with client lockout driving the state.
 

@@ -16,6 +16,10 @@ pub const DEFAULT_USER_FILTER: &str = "(&(uid={username})(objectClass=inetOrgPer
 pub const DEFAULT_GROUP_FILTER: &str = "(&(objectClass=groupOfNames)(member={dn}))";
 /// Upper bound for `pool_size`.
 pub const MAX_POOL_SIZE: usize = 64;
+/// Upper bound for `cache_ttl`.
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
+/// Upper bound for `cache_size`.
+pub const MAX_CACHE_SIZE: usize = 1_000_000;
 
 /// Configuration of one LDAP provider.
 ///
@@ -47,6 +51,8 @@ pub const MAX_POOL_SIZE: usize = 64;
 /// | `operation_timeout` | 5 s (every LDAP operation, and the wait for a pooled connection) |
 /// | `health_check_after` | 30 s: a pooled connection idle longer is checked (root DSE read) before reuse; 0 = always |
 /// | `password_policy_control` | `true`: send the (non-critical) password policy request control with user binds, so that OpenLDAP ppolicy / 389-DS report locked, expired and must-change accounts |
+/// | `cache_ttl` | 60 s (at most 1 h; 0 = no cache): how long a successful login's DN, attributes and groups are reused |
+/// | `cache_size` | 10000 (0 = no cache): entries kept per provider; when full, expired entries are dropped, then all |
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LdapConfig {
@@ -107,6 +113,24 @@ pub struct LdapConfig {
     pub health_check_after: Duration,
     #[serde(default = "default_true")]
     pub password_policy_control: bool,
+    /// How long the result of a successful login (user DN, mapped attributes, groups) is
+    /// reused for the same login name, as WebLogic's LDAP authenticator does (CacheTTL, 60 s).
+    /// A cached login skips the user search and the group read, but always binds as the
+    /// cached DN with the password given: the password and the account state (locked,
+    /// expired, disabled) are checked by the directory every time; no password and no bind
+    /// result is ever cached. Within the TTL, changed attributes and group memberships are
+    /// not seen, and a renamed or deleted user gets "bad credentials" rather than "unknown
+    /// user"; any failed bind drops the entry, so the next attempt searches again.
+    /// 0 disables the cache. At most 1 h.
+    #[serde(
+        default = "default_cache_ttl",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub cache_ttl: Duration,
+    /// Most entries in the login cache (per provider); when it is full, expired entries are
+    /// dropped, and if none is, the whole cache is cleared. 0 disables the cache.
+    #[serde(default = "default_cache_size")]
+    pub cache_size: usize,
 }
 
 /// Search scope of the user search.
@@ -170,6 +194,8 @@ impl LdapConfig {
             operation_timeout: default_operation_timeout(),
             health_check_after: default_health_check_after(),
             password_policy_control: true,
+            cache_ttl: default_cache_ttl(),
+            cache_size: default_cache_size(),
         }
     }
 
@@ -233,7 +259,23 @@ impl LdapConfig {
                 ));
             }
         }
+        if self.cache_ttl > MAX_CACHE_TTL {
+            return Err(format!(
+                "`cache_ttl` must be at most {} s (0 disables the cache)",
+                MAX_CACHE_TTL.as_secs()
+            ));
+        }
+        if self.cache_size > MAX_CACHE_SIZE {
+            return Err(format!(
+                "`cache_size` must be at most {MAX_CACHE_SIZE} (0 disables the cache)"
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether successful logins are cached (`cache_ttl` and `cache_size` both non-zero).
+    pub fn cache_enabled(&self) -> bool {
+        !self.cache_ttl.is_zero() && self.cache_size > 0
     }
 }
 
@@ -295,6 +337,12 @@ fn default_operation_timeout() -> Duration {
 
 fn default_health_check_after() -> Duration {
     Duration::from_secs(30)
+}
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_cache_size() -> usize {
+    10_000
 }
 fn default_true() -> bool {
     true
@@ -380,6 +428,9 @@ mod tests {
         assert_eq!(c.operation_timeout, Duration::from_secs(5));
         assert_eq!(c.health_check_after, Duration::from_secs(30));
         assert!(c.password_policy_control);
+        assert_eq!(c.cache_ttl, Duration::from_secs(60));
+        assert_eq!(c.cache_size, 10_000);
+        assert!(c.cache_enabled());
         assert!(!c.starttls && c.ca_file.is_none());
         assert!(c.validate().is_ok());
         // The programmatic constructor agrees with serde's defaults.
@@ -447,5 +498,20 @@ mod tests {
         );
         assert!(check(&|c| c.group_base_dn = Some("ou=groups".into())).is_ok());
         assert!(check(&|c| c.user_filter = "(sAMAccountName={username})".into()).is_ok());
+        assert!(check(&|c| c.cache_ttl = MAX_CACHE_TTL + Duration::from_secs(1)).is_err());
+        assert!(check(&|c| c.cache_size = MAX_CACHE_SIZE + 1).is_err());
+        assert!(check(&|c| c.cache_ttl = Duration::ZERO).is_ok());
+    }
+
+    #[test]
+    fn cache_keys() {
+        let text = format!("{}\ncache_ttl = 0\ncache_size = 5\n", minimal());
+        let c: LdapConfig = toml::from_str(&text).unwrap();
+        assert_eq!(c.cache_ttl, Duration::ZERO);
+        assert!(!c.cache_enabled());
+        let text = format!("{}\ncache_ttl = \"90s\"\ncache_size = 0\n", minimal());
+        let c: LdapConfig = toml::from_str(&text).unwrap();
+        assert_eq!(c.cache_ttl, Duration::from_secs(90));
+        assert!(!c.cache_enabled());
     }
 }

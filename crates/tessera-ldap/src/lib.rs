@@ -18,6 +18,17 @@
 //! 4. Read groups (a group search with `{dn}` escaped, or the `memberof_attr` values) on a
 //!    service connection and return the `Principal`.
 //!
+//! With `cache_ttl` > 0 (default 60 s, like WebLogic's LDAP authenticator), a successful
+//! login's DN, mapped attributes and groups are kept per provider, keyed by the exact login
+//! name (at most `cache_size` entries). A later login with that name skips steps 2 and 4: it
+//! still refuses an empty password first and always binds as the cached DN with the password
+//! given (step 3), so the directory checks the password and the account state every time;
+//! neither a password nor a bind result is ever cached. Attributes and group memberships may
+//! be up to `cache_ttl` old, and a user renamed or deleted within that time gets
+//! `BadCredentials` (the bind as the old DN fails) rather than `UnknownUser`. Any bind that
+//! does not succeed drops the entry, so the next attempt searches again. The trace shows a
+//! `cache` step, `hit` or `miss`.
+//!
 //! Every LDAP operation runs under `operation_timeout` (a paused server accepts TCP but never
 //! answers), every connect under `connect_timeout`. Hosts are tried in order; a failed host is
 //! skipped for 5 s, doubling to 60 s, then probed again; when every host is in back-off they
@@ -37,6 +48,7 @@
 //!
 //! [`LdapProvider::diagnose`] runs per-host checks for `tessera doctor`.
 
+mod cache;
 mod classify;
 mod config;
 mod diagnose;
@@ -45,7 +57,10 @@ mod pool;
 mod provider;
 
 pub use classify::{Class, ad_subcode, classify, result_name};
-pub use config::{DEFAULT_GROUP_FILTER, DEFAULT_USER_FILTER, LdapConfig, MAX_POOL_SIZE, UserScope};
+pub use config::{
+    DEFAULT_GROUP_FILTER, DEFAULT_USER_FILTER, LdapConfig, MAX_CACHE_SIZE, MAX_CACHE_TTL,
+    MAX_POOL_SIZE, UserScope,
+};
 pub use diagnose::{CheckStep, HostCheck};
 pub use filter::{
     MAX_USERNAME_BYTES, UsernameRejection, check_username, escape_value, first_rdn_value,

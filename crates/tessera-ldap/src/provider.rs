@@ -19,6 +19,7 @@ use tessera_core::detail;
 use tessera_core::trace::Trace;
 
 use crate::LdapError;
+use crate::cache::{CachedLogin, LoginCache};
 use crate::classify::{Class, Transport, classify, describe, result_name};
 use crate::config::LdapConfig;
 use crate::filter;
@@ -74,6 +75,7 @@ pub(crate) struct Inner {
     binds: Pool,
     user_attrs: Vec<String>,
     reaper: AtomicBool,
+    cache: LoginCache,
 }
 
 /// One search request on a service connection.
@@ -170,6 +172,7 @@ impl LdapProvider {
             binds: Pool::new("bind", config.pool_size),
             user_attrs,
             reaper: AtomicBool::new(false),
+            cache: LoginCache::new(config.cache_ttl, config.cache_size),
             cfg: config,
         };
         Ok(LdapProvider {
@@ -195,6 +198,11 @@ impl LdapProvider {
                 },
             })
             .collect()
+    }
+
+    /// Entries in the login cache (`cache_ttl`), expired ones included until next looked up.
+    pub fn cached_logins(&self) -> usize {
+        self.inner.cache.len()
     }
 
     /// Idle connections kept for reuse: (service pool, user-bind pool).
@@ -882,6 +890,23 @@ impl Inner {
         }
         self.ensure_reaper();
 
+        // 0. The login cache: a hit skips the search and the group read, never the bind.
+        match self.cache.get(username) {
+            Ok((hit, age)) => {
+                self.step(trace, "cache", "hit", || {
+                    detail! {"dn" => hit.dn,
+                    "age_ms" => u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                    "ttl_ms" => u64::try_from(self.cache.ttl().as_millis()).unwrap_or(u64::MAX)}
+                });
+                return self
+                    .cached_login(username, password, hit, trace, started)
+                    .await;
+            }
+            Err(miss) => self.step(trace, "cache", "miss", || {
+                detail! {"reason" => miss.as_str()}
+            }),
+        }
+
         // 1. Find the user's DN (service connection).
         let filter = filter::user_filter(&self.cfg.user_filter, username);
         let base = self.cfg.user_base_dn.as_str();
@@ -962,37 +987,12 @@ impl Inner {
         };
 
         // 2. Bind as the user (bind pool: never a service connection).
-        let (class, rc, text, url) = match self.user_bind(&entry.dn, password, trace).await {
+        let bind = match self.user_bind(&entry.dn, password, trace).await {
             Ok(v) => v,
             Err(f) => return self.unavailable(f, trace, started),
         };
-        let denied = |outcome: Outcome, trace: &mut Trace| {
-            self.step(
-                trace,
-                "result",
-                outcome.label(),
-                || detail! {"ms" => ms(started)},
-            );
-            outcome
-        };
-        match class {
-            Class::Success => {}
-            Class::BadCredentials => return denied(Outcome::BadCredentials, trace),
-            Class::UnknownUser => return denied(Outcome::UnknownUser, trace),
-            Class::AccountState(s) => return denied(Outcome::AccountState(s), trace),
-            Class::Config | Class::Unavailable => {
-                let f = Failure {
-                    cause: format!(
-                        "user bind as {} refused: {} ({rc}){}",
-                        entry.dn,
-                        result_name(rc),
-                        with_text(&text)
-                    ),
-                    host: Some(url),
-                    config: class == Class::Config,
-                };
-                return self.unavailable(f, trace, started);
-            }
+        if let Some(denied) = self.bind_denied(&entry.dn, bind, trace, started) {
+            return denied;
         }
 
         // 3. Groups (service connection), then the principal.
@@ -1026,10 +1026,92 @@ impl Inner {
             amr: vec!["pwd".into()],
             attributes,
         };
+        self.cache.insert(
+            username,
+            CachedLogin {
+                dn: entry.dn.clone(),
+                principal: principal.clone(),
+            },
+        );
         self.step(trace, "result", "authenticated", || {
-            detail! {"subject" => principal.subject, "dn" => entry.dn, "ms" => ms(started)}
+            detail! {"subject" => principal.subject, "dn" => entry.dn, "cache" => "miss", "ms" => ms(started)}
         });
         Outcome::Authenticated(principal)
+    }
+
+    /// A login whose DN, attributes and groups come from the cache: only the user bind, which
+    /// checks the password and the account state. Any non-success drops the entry.
+    async fn cached_login(
+        &self,
+        username: &str,
+        password: &str,
+        hit: CachedLogin,
+        trace: &mut Trace,
+        started: Instant,
+    ) -> Outcome {
+        let bind = match self.user_bind(&hit.dn, password, trace).await {
+            Ok(v) => v,
+            Err(f) => {
+                self.evict(username, trace);
+                return self.unavailable(f, trace, started);
+            }
+        };
+        if bind.0 != Class::Success {
+            self.evict(username, trace);
+        }
+        if let Some(denied) = self.bind_denied(&hit.dn, bind, trace, started) {
+            return denied;
+        }
+        let principal = hit.principal;
+        self.step(trace, "result", "authenticated", || {
+            detail! {"subject" => principal.subject, "dn" => hit.dn, "cache" => "hit", "ms" => ms(started)}
+        });
+        Outcome::Authenticated(principal)
+    }
+
+    fn evict(&self, username: &str, trace: &mut Trace) {
+        if self.cache.remove(username) {
+            self.step(trace, "cache", "evicted", || {
+                detail! {"reason" => "user bind did not succeed; the next attempt searches again"}
+            });
+        }
+    }
+
+    /// The outcome of a user bind that did not succeed (`None` on success).
+    fn bind_denied(
+        &self,
+        dn: &str,
+        (class, rc, text, url): (Class, u32, String, String),
+        trace: &mut Trace,
+        started: Instant,
+    ) -> Option<Outcome> {
+        let denied = |outcome: Outcome, trace: &mut Trace| {
+            self.step(
+                trace,
+                "result",
+                outcome.label(),
+                || detail! {"ms" => ms(started)},
+            );
+            Some(outcome)
+        };
+        match class {
+            Class::Success => None,
+            Class::BadCredentials => denied(Outcome::BadCredentials, trace),
+            Class::UnknownUser => denied(Outcome::UnknownUser, trace),
+            Class::AccountState(s) => denied(Outcome::AccountState(s), trace),
+            Class::Config | Class::Unavailable => {
+                let f = Failure {
+                    cause: format!(
+                        "user bind as {dn} refused: {} ({rc}){}",
+                        result_name(rc),
+                        with_text(&text)
+                    ),
+                    host: Some(url),
+                    config: class == Class::Config,
+                };
+                Some(self.unavailable(f, trace, started))
+            }
+        }
     }
 }
 

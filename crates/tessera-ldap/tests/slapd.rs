@@ -510,6 +510,9 @@ async fn paused_server_times_out_while_another_proceeds() {
     let mut ca = a.config(vec![a.url()]);
     ca.operation_timeout = Duration::from_secs(1);
     ca.connect_timeout = Duration::from_secs(1);
+    // The warm-up login would be cached and the paused one would only bind: this test is
+    // about the search on a pooled service connection.
+    ca.cache_ttl = Duration::ZERO;
     let pa = LdapProvider::new("paused".into(), ca).expect("provider");
     let pb = b.provider();
     let warm = login(&pa, "alice", "alice-secret").await;
@@ -845,4 +848,144 @@ async fn wrong_ca_is_unavailable_with_a_tls_cause() {
             .expect("tls step");
         assert!(!tls.ok && tls.cause.as_deref().unwrap_or("").contains("UnknownIssuer"));
     }
+}
+
+// ---------------------------------------------------------------- login cache (cache_ttl)
+
+fn count_steps(trace: &Trace, step: &str) -> usize {
+    trace.steps().iter().filter(|s| s.step == step).count()
+}
+
+#[tokio::test]
+async fn second_login_is_a_cache_hit_and_still_binds() {
+    let s = slapd!("cache_hit");
+    let p = s.provider();
+    let (out, trace) = login(&p, "alice", "alice-secret").await;
+    let first = principal(out, &trace);
+    assert!(has_step(&trace, "cache", "miss"), "{:#?}", trace.steps());
+    assert_eq!(p.cached_logins(), 1);
+    let (out, trace) = login(&p, "alice", "alice-secret").await;
+    let second = principal(out, &trace);
+    assert_eq!(first, second);
+    assert!(has_step(&trace, "cache", "hit"), "{:#?}", trace.steps());
+    // One bind as the cached DN; no user search, no group search.
+    assert!(has_step(&trace, "user_bind", "ok"));
+    assert_eq!(count_steps(&trace, "search"), 0, "{:#?}", trace.steps());
+    assert_eq!(count_steps(&trace, "group_search"), 0);
+    let hit = trace
+        .steps()
+        .iter()
+        .find(|s| s.step == "cache")
+        .expect("cache step");
+    assert_eq!(hit.detail["dn"], "uid=alice,ou=people,dc=example,dc=com");
+    // The key is the exact login name: another user, or another spelling, is a miss.
+    let (out, trace) = login(&p, "bob", "bob-secret").await;
+    principal(out, &trace);
+    assert!(has_step(&trace, "cache", "miss"));
+    // An empty password is still refused before the cache and any traffic.
+    let (out, trace) = login(&p, "alice", "").await;
+    assert_eq!(out, Outcome::EmptyPassword);
+    assert_eq!(trace.steps().len(), 1);
+}
+
+#[tokio::test]
+async fn wrong_password_on_a_cached_user_is_bad_credentials_and_evicts() {
+    let s = slapd!("cache_evict");
+    let p = s.provider();
+    let (out, trace) = login(&p, "alice", "alice-secret").await;
+    principal(out, &trace);
+    let (out, trace) = login(&p, "alice", "wrong-password").await;
+    assert_eq!(out, Outcome::BadCredentials, "{:#?}", trace.steps());
+    assert!(has_step(&trace, "cache", "hit"));
+    assert!(has_step(&trace, "user_bind", "bad_credentials"));
+    assert!(has_step(&trace, "cache", "evicted"), "{:#?}", trace.steps());
+    assert_eq!(p.cached_logins(), 0);
+    // The next attempt searches again (and is cached again once it succeeds).
+    let (out, trace) = login(&p, "alice", "alice-secret").await;
+    principal(out, &trace);
+    assert!(has_step(&trace, "cache", "miss"));
+    assert!(has_step(&trace, "search", "ok"));
+    assert_eq!(p.cached_logins(), 1);
+    // A failed login is never cached.
+    let (out, _) = login(&p, "bob", "wrong-password").await;
+    assert_eq!(out, Outcome::BadCredentials);
+    let (out, _) = login(&p, "nobody", "whatever-pw").await;
+    assert_eq!(out, Outcome::UnknownUser);
+    assert_eq!(p.cached_logins(), 1);
+}
+
+#[tokio::test]
+async fn cache_ttl_zero_never_hits() {
+    let s = slapd!("cache_off");
+    let mut cfg = s.config(vec![s.url()]);
+    cfg.cache_ttl = Duration::ZERO;
+    let p = LdapProvider::new("corp".into(), cfg).expect("provider");
+    for _ in 0..3 {
+        let (out, trace) = login(&p, "alice", "alice-secret").await;
+        principal(out, &trace);
+        assert!(!has_step(&trace, "cache", "hit"), "{:#?}", trace.steps());
+        assert!(has_step(&trace, "cache", "miss"));
+        assert!(has_step(&trace, "search", "ok"));
+        assert!(has_step(&trace, "group_search", "ok"));
+    }
+    assert_eq!(p.cached_logins(), 0);
+}
+
+/// Documented behaviour: within `cache_ttl` a group change is not seen; after it, it is.
+#[tokio::test]
+async fn group_change_is_seen_after_the_ttl() {
+    let s = slapd!("cache_groups");
+    let ttl = Duration::from_millis(1500);
+    let mut cfg = s.config(vec![s.url()]);
+    cfg.cache_ttl = ttl;
+    let p = LdapProvider::new("corp".into(), cfg).expect("provider");
+    let (out, trace) = login(&p, "alice", "alice-secret").await;
+    assert_eq!(principal(out, &trace).groups, vec!["admins", "staff"]);
+    let stored = Instant::now();
+
+    // Remove alice from cn=staff (bob stays: groupOfNames needs a member), as the admin.
+    let (conn, mut admin) = ldap3::LdapConnAsync::new(&s.url()).await.expect("connect");
+    ldap3::drive!(conn);
+    admin
+        .simple_bind(
+            &s.var("TESSERA_TEST_LDAP_ADMIN_DN"),
+            &s.var("TESSERA_TEST_LDAP_ADMIN_PASSWORD"),
+        )
+        .await
+        .expect("bind")
+        .success()
+        .expect("admin bind");
+    let base = s.var("TESSERA_TEST_LDAP_BASE");
+    let alice = format!("uid=alice,ou=people,{base}");
+    admin
+        .modify(
+            &format!("cn=staff,ou=groups,{base}"),
+            vec![ldap3::Mod::Delete(
+                "member",
+                std::collections::HashSet::from([alice.as_str()]),
+            )],
+        )
+        .await
+        .expect("modify")
+        .success()
+        .expect("remove alice from staff");
+
+    // Within the TTL: the cached (old) groups.
+    let (out, trace) = login(&p, "alice", "alice-secret").await;
+    let groups = principal(out, &trace).groups;
+    if stored.elapsed() < ttl {
+        assert!(has_step(&trace, "cache", "hit"), "{:#?}", trace.steps());
+        assert_eq!(groups, vec!["admins", "staff"]);
+    }
+    // After it: searched again, the new groups.
+    tokio::time::sleep(ttl.saturating_sub(stored.elapsed()) + Duration::from_millis(100)).await;
+    let (out, trace) = login(&p, "alice", "alice-secret").await;
+    assert_eq!(principal(out, &trace).groups, vec!["admins"]);
+    let miss = trace
+        .steps()
+        .iter()
+        .find(|s| s.step == "cache")
+        .expect("cache step");
+    assert_eq!(miss.outcome, "miss");
+    assert_eq!(miss.detail["reason"], "expired");
 }

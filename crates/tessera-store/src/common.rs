@@ -2,10 +2,13 @@
 //!
 //! The SQL is written once: `$n` placeholders, `ON CONFLICT` upserts and `RETURNING` mean the
 //! same on SQLite (3.35+, bundled) and PostgreSQL. The macro is instantiated per backend with the
-//! few dialect differences (row-lock suffixes) and relies on two inherent methods of the store:
-//! `pool` (the sqlx pool) and `begin_write()` (a transaction that may write: `BEGIN IMMEDIATE`
-//! on SQLite so read-then-write never hits `SQLITE_BUSY` mid-transaction, `BEGIN` on PostgreSQL
-//! where the row locks below do the serializing).
+//! few dialect differences (row-lock suffixes) and relies on the store's `pool` field (reads)
+//! and two inherent methods: `writer()` (the pool every write goes through: SQLite's single
+//! writer connection, PostgreSQL's one pool) and `begin_write()` (a transaction that may write,
+//! on the writer: `BEGIN IMMEDIATE` on SQLite so read-then-write never hits `SQLITE_BUSY`
+//! mid-transaction, `BEGIN` on PostgreSQL where the row locks below do the serializing).
+//! Reading through `pool` right after a write through `writer()` sees the write: each write
+//! has committed when its call returns.
 
 /// Grace period after `expires_at` during which a consumed authorization code is kept, so a
 /// late replay is still reported as `AlreadyUsed` (and the grant revoked) instead of `NotFound`.
@@ -16,7 +19,8 @@ macro_rules! impl_store {
         store = $store:ident,
         backend = $backend:literal,
         for_update = $for_update:literal,
-        for_share = $for_share:literal $(,)?
+        for_share = $for_share:literal,
+        remember_once = $remember_once:ident $(,)?
     ) => {
         use ::tessera_core::clock::UnixTime;
         use ::tessera_core::model::{
@@ -58,7 +62,7 @@ macro_rules! impl_store {
                 sqlx::query("INSERT INTO clients (client_id, doc) VALUES ($1, $2)")
                     .bind(&client.client_id)
                     .bind(doc)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await
                     .map_err(db_err)?;
                 Ok(())
@@ -73,7 +77,7 @@ macro_rules! impl_store {
                 )
                 .bind(&client.client_id)
                 .bind(doc)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -82,7 +86,7 @@ macro_rules! impl_store {
             async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
                 let r = sqlx::query("DELETE FROM clients WHERE client_id = $1")
                     .bind(client_id)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await
                     .map_err(db_err)?;
                 Ok(r.rows_affected() > 0)
@@ -126,7 +130,7 @@ macro_rules! impl_store {
                     .bind(&user.username)
                     .bind(&user.subject)
                     .bind(doc)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await
                     .map_err(db_err)?;
                 Ok(())
@@ -138,7 +142,7 @@ macro_rules! impl_store {
                     .bind(&user.username)
                     .bind(&user.subject)
                     .bind(doc)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await
                     .map_err(db_err)?;
                 Ok(r.rows_affected() > 0)
@@ -197,7 +201,7 @@ macro_rules! impl_store {
                 .bind(key.activate_at)
                 .bind(key.retire_at)
                 .bind(key.remove_at)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -215,7 +219,7 @@ macro_rules! impl_store {
                 .bind(kid)
                 .bind(retire_at)
                 .bind(remove_at)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(db_err)?;
                 Ok(r.rows_affected() > 0)
@@ -226,7 +230,7 @@ macro_rules! impl_store {
                     "DELETE FROM signing_keys WHERE remove_at IS NOT NULL AND remove_at <= $1",
                 )
                 .bind(now)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(db_err)?;
                 Ok(r.rows_affected())
@@ -252,7 +256,7 @@ macro_rules! impl_store {
                 .bind(doc)
                 .bind(grant.expires_at)
                 .bind(grant.revoked_at)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -303,7 +307,7 @@ macro_rules! impl_store {
                 .bind(&code.grant_id)
                 .bind(doc)
                 .bind(code.expires_at)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -321,7 +325,7 @@ macro_rules! impl_store {
                 )
                 .bind(code_hash)
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.writer())
                 .await
                 .map_err(db_err)?;
                 if let Some((doc,)) = row {
@@ -353,7 +357,7 @@ macro_rules! impl_store {
                 .bind(&token.grant_id)
                 .bind(doc)
                 .bind(token.expires_at)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -442,7 +446,7 @@ macro_rules! impl_store {
             async fn delete_refresh_token(&self, token_hash: &str) -> StoreResult<bool> {
                 let r = sqlx::query("DELETE FROM refresh_tokens WHERE token_hash = $1")
                     .bind(token_hash)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await
                     .map_err(db_err)?;
                 Ok(r.rows_affected() > 0)
@@ -461,7 +465,7 @@ macro_rules! impl_store {
                 )
                 .bind(jti)
                 .bind(expires_at)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -492,7 +496,7 @@ macro_rules! impl_store {
                 .bind(&session.subject)
                 .bind(doc)
                 .bind(session.expires_at)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -546,7 +550,7 @@ macro_rules! impl_store {
                 let row: Option<(String,)> =
                     sqlx::query_as("DELETE FROM sessions WHERE id_hash = $1 RETURNING doc")
                         .bind(id_hash)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(self.writer())
                         .await
                         .map_err(db_err)?;
                 row.map(|(doc,)| decode("sessions", &doc)).transpose()
@@ -581,7 +585,7 @@ macro_rules! impl_store {
                 .bind(subject)
                 .bind(client_id)
                 .bind(scope)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -596,20 +600,7 @@ macro_rules! impl_store {
                 expires_at: UnixTime,
                 now: UnixTime,
             ) -> StoreResult<bool> {
-                // One statement: insert, or take over an entry that has expired. A live entry
-                // makes the conditional update affect no row.
-                let r = sqlx::query(
-                    "INSERT INTO replay (key, expires_at) VALUES ($1, $2) \
-                     ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at \
-                     WHERE replay.expires_at <= $3",
-                )
-                .bind(key)
-                .bind(expires_at)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
-                Ok(r.rows_affected() == 1)
+                $crate::common::remember_once!($remember_once, self, key, expires_at, now)
             }
         }
 
@@ -636,7 +627,7 @@ macro_rules! impl_store {
                 )
                 .bind(key)
                 .bind(text)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(db_err)?;
                 // The row exists now (ours or the winner's) and meta rows are never deleted.
@@ -653,7 +644,7 @@ macro_rules! impl_store {
                 )
                 .bind(key)
                 .bind(text)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await
                 .map_err(db_err)?;
                 Ok(())
@@ -711,7 +702,7 @@ macro_rules! impl_store {
                     if with_grace {
                         q = q.bind(grace);
                     }
-                    total += q.execute(&self.pool).await.map_err(db_err)?.rows_affected();
+                    total += q.execute(self.writer()).await.map_err(db_err)?.rows_affected();
                 }
                 Ok(total)
             }
@@ -720,3 +711,29 @@ macro_rules! impl_store {
 }
 
 pub(crate) use impl_store;
+
+/// The body of `remember_once`: `direct` is one statement per call; `batched` hands the key to
+/// the backend's group commit (`remember_once_batched`, see `sqlite.rs`).
+macro_rules! remember_once {
+    (direct, $self:ident, $key:ident, $expires_at:ident, $now:ident) => {{
+        // One statement: insert, or take over an entry that has expired. A live entry makes
+        // the conditional update affect no row.
+        let r = sqlx::query(
+            "INSERT INTO replay (key, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at \
+             WHERE replay.expires_at <= $3",
+        )
+        .bind($key)
+        .bind($expires_at)
+        .bind($now)
+        .execute($self.writer())
+        .await
+        .map_err(db_err)?;
+        Ok(r.rows_affected() == 1)
+    }};
+    (batched, $self:ident, $key:ident, $expires_at:ident, $now:ident) => {
+        $self.remember_once_batched($key, $expires_at, $now).await
+    };
+}
+
+pub(crate) use remember_once;

@@ -12,8 +12,8 @@
 //! That is what makes attempt reservations race-free: 200 concurrent `begin_attempt`s on one
 //! key see each other's `in_flight`, whichever node they run on.
 
-/// Instantiated in `sqlite.rs` / `postgres.rs` (it needs the private `pool` and
-/// `begin_write()`); `key_lock` is the statement that locks one key inside the transaction, or
+/// Instantiated in `sqlite.rs` / `postgres.rs` (it needs the private `pool` for reads,
+/// `writer()` and `begin_write()` for writes); `key_lock` is the statement that locks one key inside the transaction, or
 /// `""` when the transaction itself is exclusive.
 macro_rules! impl_lockout {
     (store = $store:ident, key_lock = $key_lock:literal $(,)?) => {
@@ -211,7 +211,7 @@ macro_rules! impl_lockout {
                     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                         .bind(kind.as_str())
                         .bind(name)
-                        .fetch_all(&self.pool)
+                        .fetch_all(self.writer())
                         .await
                         .map_err(db_err)?;
                     decode_all(rows)
@@ -220,7 +220,7 @@ macro_rules! impl_lockout {
                 async fn lockout_collect_expired(&self, now: UnixTime) -> StoreResult<u64> {
                     let r = sqlx::query("DELETE FROM lockout WHERE expires_at <= $1")
                         .bind(now)
-                        .execute(&self.pool)
+                        .execute(self.writer())
                         .await
                         .map_err(db_err)?;
                     Ok(r.rows_affected())

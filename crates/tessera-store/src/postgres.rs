@@ -61,6 +61,11 @@ impl PgStore {
         self.pool.close().await;
     }
 
+    /// The pool writes go through: the same pool (PostgreSQL serializes with row locks).
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         self.pool.begin().await.map_err(db_err)
     }
@@ -92,6 +97,7 @@ impl_store!(
     backend = "postgres",
     for_update = " FOR UPDATE",
     for_share = " FOR SHARE",
+    remember_once = direct,
 );
 impl_lockout!(
     store = PgStore,

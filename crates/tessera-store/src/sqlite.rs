@@ -1,34 +1,60 @@
 //! SQLite backend: the embedded default (one file, WAL).
+//!
+//! Two pools on the file. SQLite admits one writer at a time; connections that try to write
+//! concurrently get `SQLITE_BUSY` and sleep in its busy handler (milliseconds at a time), which
+//! is where tail latency came from under load. So:
+//! - **one writer connection** (`writer`): every statement that writes and every `BEGIN
+//!   IMMEDIATE` transaction goes through it, so writers queue in-process (on the pool) instead
+//!   of sleeping in SQLite; another process writing the same file (the CLI while a server runs)
+//!   still waits on the busy timeout;
+//! - **a read pool** (`pool`, read-only connections): WAL readers run in parallel with the
+//!   writer and see every transaction committed before they start.
+//!
+//! Replay checks (`remember_once`, one per client or grant assertion) are group-committed:
+//! concurrent calls are queued and written by one statement per batch ([`ReplayBatcher`]), so
+//! the durable single-use check costs one writer round trip per batch instead of one per
+//! request. Each caller still gets its answer only after the statement that decides it has
+//! committed.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use tokio::sync::{mpsc, oneshot};
 
 use crate::common::impl_store;
 use crate::lockout::impl_lockout;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
-/// Connections per file-backed pool. Readers run in parallel under WAL; writers serialize on
-/// SQLite's write lock (waiting up to the busy timeout), so more connections would not help.
-const MAX_CONNECTIONS: u32 = 8;
+/// Read connections per file-backed store. WAL readers run in parallel with each other and
+/// with the writer.
+const READ_CONNECTIONS: u32 = 8;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most keys written by one replay statement (the JSON array is one bind value).
+const REPLAY_BATCH_MAX: usize = 512;
 
-/// The SQLite store. Cheap to clone (the pool is shared).
+/// The SQLite store. Cheap to clone (the pools and the replay queue are shared).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Reads (read-only connections on a file; the single connection of an in-memory store).
     pool: SqlitePool,
+    /// Writes: one connection (the same single connection for an in-memory store).
+    writer: SqlitePool,
+    replay: ReplayBatcher,
 }
 
 impl SqliteStore {
     /// Opens (creating the file and its parent directory if missing) a database file:
-    /// WAL journal, `synchronous=NORMAL`, foreign keys on, a 5 s busy timeout.
+    /// WAL journal, `synchronous=NORMAL`, foreign keys on, a 5 s busy timeout; one writer
+    /// connection and up to 8 read-only connections.
     /// Does not migrate: call [`SqliteStore::migrate`].
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -36,25 +62,51 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot create the database directory: {e}"))
             })?;
         }
-        let options = SqliteConnectOptions::new()
+        let write_options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+        let xp = |k: &str| std::env::var(k).ok();
+        let mut write_options = write_options;
+        if let Some(v) = xp("XP_AUTOCKPT") { write_options = write_options.pragma("wal_autocheckpoint", v); }
+        if let Some(v) = xp("XP_CACHE") { write_options = write_options.pragma("cache_size", v); }
+        if let Some(v) = xp("XP_SYNC") { write_options = write_options.pragma("synchronous", v); }
+        // The writer is opened first: it creates the file and switches it to WAL (a property
+        // of the file), which the read-only connections then use.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
             .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(write_options)
             .await
             .map_err(db_err)?;
-        Ok(Self { pool })
+        let read_options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .min_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(read_options)
+            .await
+            .map_err(db_err)?;
+        Ok(Self {
+            replay: ReplayBatcher::new(writer.clone()),
+            pool,
+            writer,
+        })
     }
 
     /// A private in-memory database, for tests. One connection that is never recycled (the
-    /// database lives exactly as long as it), so every caller sees the same data.
+    /// database lives exactly as long as it), so every caller sees the same data; it serves
+    /// reads and writes alike.
     /// Does not migrate: call [`SqliteStore::migrate`].
     pub async fn memory() -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")
@@ -70,26 +122,46 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db_err)?;
-        Ok(Self { pool })
+        Ok(Self {
+            replay: ReplayBatcher::new(pool.clone()),
+            writer: pool.clone(),
+            pool,
+        })
     }
 
     /// Applies the embedded migrations (`migrations/sqlite/`) that are not applied yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| db_err(e.into()))
+        MIGRATOR.run(&self.writer).await.map_err(|e| db_err(e.into()))
     }
 
-    /// Closes the pool, waiting for connections to be returned.
+    /// Closes the pools, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
+    }
+
+    /// The pool every write goes through.
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         // Take the write lock up front (waiting up to the busy timeout) instead of upgrading a
         // read lock later, which fails with SQLITE_BUSY under WAL without waiting.
-        self.pool
+        self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_err)
+    }
+
+    async fn remember_once_batched(
+        &self,
+        key: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        if std::env::var_os("XP_NOREPLAY").is_some() { return Ok(true); }
+        self.replay.remember_once(key, expires_at, now).await
     }
 
     async fn applied_version(&self) -> Result<i64, StoreError> {
@@ -115,10 +187,173 @@ impl SqliteStore {
     }
 }
 
+/// One queued `remember_once` call.
+struct ReplayRequest {
+    key: String,
+    expires_at: i64,
+    now: i64,
+    reply: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// Group commit of replay checks: callers queue their key; one task per store takes everything
+/// queued, writes it with one statement per distinct `now` on the writer connection, and
+/// answers each caller. Under load a batch holds roughly every request in flight; alone, a call
+/// is one statement as before. The task is started on the first call, on the caller's runtime,
+/// and again if that runtime has gone; it ends when the store (every clone) is dropped.
+#[derive(Clone)]
+struct ReplayBatcher {
+    writer: SqlitePool,
+    queue: Arc<Mutex<Option<mpsc::UnboundedSender<ReplayRequest>>>>,
+}
+
+impl std::fmt::Debug for ReplayBatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplayBatcher").finish_non_exhaustive()
+    }
+}
+
+impl ReplayBatcher {
+    fn new(writer: SqlitePool) -> Self {
+        Self {
+            writer,
+            queue: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    async fn remember_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let request = ReplayRequest {
+            key: key.to_owned(),
+            expires_at,
+            now,
+            reply,
+        };
+        {
+            let mut queue = self
+                .queue
+                .lock()
+                .map_err(|_| StoreError::Backend("replay queue poisoned".into()))?;
+            let sent = match queue.as_ref() {
+                Some(tx) => match tx.send(request) {
+                    Ok(()) => None,
+                    // The task is gone (its runtime shut down): start another below.
+                    Err(mpsc::error::SendError(r)) => Some(r),
+                },
+                None => Some(request),
+            };
+            if let Some(request) = sent {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(replay_writer(self.writer.clone(), rx));
+                tx.send(request)
+                    .map_err(|_| StoreError::Unavailable("replay writer did not start".into()))?;
+                *queue = Some(tx);
+            }
+        }
+        Self::wait(answer).await
+    }
+
+    async fn wait(answer: oneshot::Receiver<Result<bool, StoreError>>) -> Result<bool, StoreError> {
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("replay writer stopped".into()))?
+    }
+}
+
+async fn replay_writer(writer: SqlitePool, mut rx: mpsc::UnboundedReceiver<ReplayRequest>) {
+    let mut batch = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < REPLAY_BATCH_MAX {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        write_replay_batch(&writer, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Writes one batch and answers every caller in it. A key repeated within the batch is
+/// decided once: its first caller gets the answer, the others `false` (the key is taken).
+async fn write_replay_batch(writer: &SqlitePool, batch: Vec<ReplayRequest>) {
+    // Group index of each request (None: a repeat of a key seen earlier in the batch).
+    let mut group_of: Vec<Option<usize>> = Vec::with_capacity(batch.len());
+    // One group per distinct `now`: (now, [(key, expires_at)]) of first occurrences.
+    let mut groups: Vec<(i64, Vec<(&str, i64)>)> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::with_capacity(batch.len());
+    for r in &batch {
+        if !seen.insert(r.key.as_str()) {
+            group_of.push(None);
+            continue;
+        }
+        let g = groups
+            .iter()
+            .position(|(now, _)| *now == r.now)
+            .unwrap_or(groups.len());
+        match groups.get_mut(g) {
+            Some((_, rows)) => rows.push((r.key.as_str(), r.expires_at)),
+            None => groups.push((r.now, vec![(r.key.as_str(), r.expires_at)])),
+        }
+        group_of.push(Some(g));
+    }
+    let mut written: Vec<Result<HashSet<String>, StoreError>> = Vec::with_capacity(groups.len());
+    for (now, rows) in &groups {
+        written.push(insert_replay_rows(writer, rows, *now).await);
+    }
+    for (r, g) in batch.into_iter().zip(group_of) {
+        let answer = match g.map(|g| written.get(g)) {
+            None => Ok(false),
+            Some(Some(Ok(keys))) => Ok(keys.contains(&r.key)),
+            Some(Some(Err(e))) => Err(clone_error(e)),
+            Some(None) => Err(StoreError::Backend("replay key not written".into())),
+        };
+        // The caller may have gone (request cancelled): nothing to do.
+        let _ = r.reply.send(answer);
+    }
+}
+
+/// One statement for many keys: insert each, or take over an entry that has expired at `now`;
+/// a live entry makes the conditional update affect no row. Returns the keys written (those
+/// seen for the first time).
+async fn insert_replay_rows(
+    writer: &SqlitePool,
+    rows: &[(&str, i64)],
+    now: i64,
+) -> Result<HashSet<String>, StoreError> {
+    let json = serde_json::to_string(rows)
+        .map_err(|_| StoreError::Backend("could not encode replay keys".into()))?;
+    // `WHERE true` resolves the parsing ambiguity of an upsert on a SELECT (SQLite docs).
+    let written: Vec<(String,)> = sqlx::query_as(
+        "INSERT INTO replay (key, expires_at) \
+         SELECT value ->> 0, value ->> 1 FROM json_each($1) WHERE true \
+         ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at \
+         WHERE replay.expires_at <= $2 \
+         RETURNING key",
+    )
+    .bind(json)
+    .bind(now)
+    .fetch_all(writer)
+    .await
+    .map_err(db_err)?;
+    Ok(written.into_iter().map(|(k,)| k).collect())
+}
+
+/// `StoreError` is not `Clone`; every caller of a failed batch gets the same error.
+fn clone_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+        StoreError::Backend(m) => StoreError::Backend(m.clone()),
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
 impl_store!(
     store = SqliteStore,
     backend = "sqlite",
     for_update = "",
     for_share = "",
+    remember_once = batched,
 );
 impl_lockout!(store = SqliteStore, key_lock = "");

@@ -219,6 +219,7 @@ conformance!(
         access_token_revocation,
         sessions_and_consents,
         replay_once_until_expiry,
+        concurrent_replay_many_keys,
         meta_values,
         garbage_collection_bounds,
         concurrent_mixed_writes_all_succeed,
@@ -695,6 +696,48 @@ async fn replay_once_until_expiry(s: Arc<dyn Store>) {
             .await
             .unwrap()
     );
+}
+
+/// Many concurrent checks at once (SQLite writes them in batches): every fresh key is taken
+/// exactly once, whatever else is in flight; a key repeated within the burst has one winner;
+/// an expired key is taken over, a live one is not; different `now`s in one burst are each
+/// honoured.
+async fn concurrent_replay_many_keys(s: Arc<dyn Store>) {
+    assert!(s.remember_once("live", NOW + 600, NOW).await.unwrap());
+    assert!(s.remember_once("stale", NOW + 10, NOW).await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..300usize {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            // 100 keys asked 3 times each, with three different clocks.
+            let key = format!("k-{}", i % 100);
+            let now = NOW + (i / 100) as i64;
+            (i % 100, s.remember_once(&key, NOW + 60, now).await.unwrap())
+        }));
+    }
+    for key in ["live", "stale"] {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let first = s.remember_once(key, NOW + 600, NOW + 20).await.unwrap();
+            (if key == "live" { 1000 } else { 1001 }, first)
+        }));
+    }
+    let mut winners = std::collections::HashMap::<usize, usize>::new();
+    for t in tasks {
+        let (k, first) = t.await.expect("task");
+        if first {
+            *winners.entry(k).or_default() += 1;
+        }
+    }
+    for k in 0..100 {
+        assert_eq!(winners.get(&k), Some(&1), "key k-{k}");
+    }
+    assert_eq!(winners.get(&1000), None, "a live key is not taken over");
+    assert_eq!(winners.get(&1001), Some(&1), "an expired key is taken over");
+    // And each is remembered: asked again later, none is fresh.
+    for k in 0..100 {
+        assert!(!s.remember_once(&format!("k-{k}"), NOW + 60, NOW + 5).await.unwrap());
+    }
 }
 
 async fn meta_values(s: Arc<dyn Store>) {

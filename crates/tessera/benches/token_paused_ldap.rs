@@ -153,7 +153,13 @@ fn field(body: &str, name: &str) -> Option<String> {
 }
 
 /// One sign-in through `/authorize` and the login page; returns the final HTTP status.
-async fn login(http: &reqwest::Client, base: &str, client_id: &str) -> Result<u16, BoxError> {
+async fn login(
+    http: &reqwest::Client,
+    base: &str,
+    client_id: &str,
+    user: &str,
+    password: &str,
+) -> Result<u16, BoxError> {
     let authorize = format!(
         "{base}/authorize?client_id={client_id}&redirect_uri=https%3A%2F%2Frp.example%2Fcb\
          &response_type=code&scope=openid&state=s&nonce=n\
@@ -188,8 +194,8 @@ async fn login(http: &reqwest::Client, base: &str, client_id: &str) -> Result<u1
         .form(&[
             ("tx", tx.as_str()),
             ("csrf_token", csrf.as_str()),
-            ("username", "alice"),
-            ("password", "alice-secret"),
+            ("username", user),
+            ("password", password),
         ])
         .send()
         .await?;
@@ -270,7 +276,7 @@ async fn run() -> Result<(), BoxError> {
     if !r.status().is_success() {
         return Err(format!("token request failed: {}", r.status()).into());
     }
-    let status = login(&http, &issuer, "bench-web").await?;
+    let status = login(&http, &issuer, "bench-web", "alice", "alice-secret").await?;
     if status != 303 {
         return Err(format!("warm-up login answered {status}").into());
     }
@@ -286,20 +292,32 @@ async fn run() -> Result<(), BoxError> {
     slapd.signal("STOP")?;
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicU64::new(0));
+    // Logins answered otherwise than 503 while the directory hangs (should be none).
+    let other = Arc::new(AtomicU64::new(0));
     let unavailable = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..logins {
+    for i in 0..logins {
+        // One user per stuck browser: the soft lockout refuses concurrent attempts on one
+        // username beyond its threshold ("saturated"), which would not reach the directory.
+        let user = format!("user{i}");
         let (http, issuer) = (http.clone(), issuer.clone());
-        let (stop, answered, unavailable) = (stop.clone(), answered.clone(), unavailable.clone());
+        let (stop, answered, unavailable, other) = (
+            stop.clone(),
+            answered.clone(),
+            unavailable.clone(),
+            other.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut slowest = Duration::ZERO;
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let status = login(&http, &issuer, "bench-web").await?;
+                let status = login(&http, &issuer, "bench-web", &user, "some-password").await?;
                 slowest = slowest.max(t.elapsed());
                 answered.fetch_add(1, Ordering::Relaxed);
                 if status == 503 {
                     unavailable.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    other.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Ok::<Duration, BoxError>(slowest)
@@ -315,9 +333,10 @@ async fn run() -> Result<(), BoxError> {
     slapd.signal("CONT")?;
     let (during, e2) = paused?;
     println!(
-        "slapd paused:    {during:>8.0} req/s (non-2xx: {e2}); logins answered meanwhile: {} ({} × 503 temporarily unavailable), slowest {slowest:.2?}",
+        "slapd paused:    {during:>8.0} req/s (non-2xx: {e2}); logins answered meanwhile: {} ({} × 503 temporarily unavailable, {} other), slowest {slowest:.2?}",
         answered.load(Ordering::Relaxed),
-        unavailable.load(Ordering::Relaxed)
+        unavailable.load(Ordering::Relaxed),
+        other.load(Ordering::Relaxed)
     );
 
     let (after, e3) = wrk(issuer.clone(), auth.clone(), conns, secs, &work).await?;
@@ -327,7 +346,7 @@ async fn run() -> Result<(), BoxError> {
         "paused / normal: {:.1} % (target >= 90 %)",
         100.0 * during / normal
     );
-    let status = login(&http, &issuer, "bench-web").await?;
+    let status = login(&http, &issuer, "bench-web", "alice", "alice-secret").await?;
     println!("login after resume: HTTP {status}");
     drop(slapd);
     let _ = std::fs::remove_dir_all(&work);

@@ -96,7 +96,10 @@ impl App {
             tracing::error!(error = %e, "a signing key cannot be loaded (was it sealed with another master key?)");
         }
         let passwords = PasswordHasher::new(PasswordParams::default())?;
-        let chain = build_chain(&config.providers, &store, &passwords)?;
+        // The upstreams come first in the chain: how each answers a password sign-in (see
+        // tessera_core::federation, "Control flags").
+        let chain = build_chain(&config.providers, &store, &passwords)?
+            .with_prefix(tessera_core::federation::chain_entries(&config.upstreams));
         let mut engine = Engine::new(EngineParts {
             settings: Arc::new(settings),
             store,

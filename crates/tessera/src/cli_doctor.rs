@@ -53,6 +53,17 @@ pub struct ProxyArgs {
 }
 
 impl ProxyArgs {
+    /// Whether any outbound setting was given on the command line (else `tessera doctor` uses
+    /// the server's own `[egress]` configuration).
+    pub fn explicit(&self) -> bool {
+        self.proxy.is_some()
+            || self.no_proxy.is_some()
+            || !self.java_props.is_empty()
+            || self.java_opts.is_some()
+            || self.proxy_from_env
+            || self.ca_file.is_some()
+    }
+
     /// The proxy settings these arguments describe; `default_env`: read the environment when
     /// nothing explicit was given.
     pub fn options(&self, default_env: bool) -> Result<ProbeOptions, CliError> {
@@ -135,6 +146,9 @@ pub struct Check {
     pub cause: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remedy: Option<String>,
+    /// For outbound checks that failed: every transport step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<probe::ProbeStep>,
 }
 
 fn ms(t: Instant) -> u64 {
@@ -151,6 +165,7 @@ impl Check {
             code: None,
             cause: None,
             remedy: None,
+            steps: Vec::new(),
         }
     }
     /// A failure with a catalog code; the remedy defaults to the catalog's.
@@ -170,6 +185,7 @@ impl Check {
             code: Some(code.to_owned()),
             cause: Some(cause.into()),
             remedy,
+            steps: Vec::new(),
         }
     }
     fn from_probe(name: String, report: &ProbeReport) -> Self {
@@ -196,6 +212,7 @@ impl Check {
                 code: None,
                 cause: None,
                 remedy: None,
+                steps: Vec::new(),
             },
             Some(f) => Self {
                 name,
@@ -205,9 +222,66 @@ impl Check {
                 code: Some(f.code.to_owned()),
                 cause: Some(f.cause.clone()),
                 remedy: Some(f.remedy.clone()),
+                steps: report.steps.clone(),
             },
         }
     }
+}
+
+/// The outbound settings of the server itself: `[egress]` and `[egress.proxy]` (the
+/// environment only with `from_env = true`), so the doctor takes the server's route.
+pub fn egress_options(config: &Config) -> Result<ProbeOptions, CliError> {
+    let egress = &config.raw().egress;
+    let proxy = ProxySettings::from_config(&egress.proxy, &|k| std::env::var(k).ok())
+        .map_err(|e| CliError::user(format!("egress.proxy: {e}")))?;
+    Ok(ProbeOptions::from_egress(egress, proxy))
+}
+
+/// One checklist item per check of [`probe::probe_issuer`], named `{prefix} {check} {url}`.
+/// Failed items carry the transport steps (DNS → TCP → proxy CONNECT → TLS → HTTP).
+pub fn issuer_items(prefix: &str, results: &[probe::IssuerCheck]) -> Vec<Check> {
+    results
+        .iter()
+        .map(|r| {
+            let name = if prefix.is_empty() {
+                format!("{} {}", r.check, r.url)
+            } else {
+                format!("{prefix} {} {}", r.check, r.url)
+            };
+            let steps = r
+                .steps
+                .iter()
+                .map(|s| s.step)
+                .collect::<Vec<_>>()
+                .join(" → ");
+            match &r.failure {
+                None => Check {
+                    name,
+                    ok: true,
+                    elapsed_ms: r.elapsed_ms,
+                    detail: if steps.is_empty() {
+                        r.detail.clone()
+                    } else {
+                        format!("{} ({steps})", r.detail)
+                    },
+                    code: None,
+                    cause: None,
+                    remedy: None,
+                    steps: Vec::new(),
+                },
+                Some(f) => Check {
+                    name,
+                    ok: false,
+                    elapsed_ms: r.elapsed_ms,
+                    detail: format!("failed at {}", f.step),
+                    code: Some(f.code.to_owned()),
+                    cause: Some(f.cause.clone()),
+                    remedy: Some(f.remedy.clone()),
+                    steps: r.steps.clone(),
+                },
+            }
+        })
+        .collect()
 }
 
 /// The checklist as text.
@@ -225,6 +299,10 @@ pub fn render(checks: &[Check]) -> String {
                 format!(" — {}", c.detail)
             }
         ));
+        if !c.steps.is_empty() {
+            out.push_str(&probe::render_steps(&c.steps));
+            out.push('\n');
+        }
         if let Some(code) = &c.code {
             out.push_str(&format!("    code:   {code}\n"));
         }
@@ -563,8 +641,24 @@ pub async fn run(config: Arc<Config>, args: DoctorArgs) -> Result<(), CliError> 
             }
         }
     }
-    let opts = args.proxy.options(false)?;
+    // The server's own outbound route unless the command line gives another.
+    let opts = if args.proxy.explicit() {
+        args.proxy.options(false)?
+    } else {
+        egress_options(&config)?
+    };
     let mut references = Vec::new();
+    // Upstream IdPs: DNS → TCP → proxy CONNECT → TLS → discovery → issuer → JWKS → token
+    // endpoint, through the configured egress proxy.
+    for u in &config.upstreams {
+        let results = probe::probe_issuer(&u.issuer, &opts, None).await;
+        let prefix = if u.enabled {
+            format!("upstream {}", u.name)
+        } else {
+            format!("upstream {} (disabled)", u.name)
+        };
+        checks.extend(issuer_items(&prefix, &results));
+    }
     for (name, url) in jwks_urls {
         let report = probe::probe_get(&url, &opts).await;
         if let Some(d) = report
@@ -610,35 +704,7 @@ pub async fn run_probe(args: ProbeArgs) -> Result<(), CliError> {
         _ => None,
     };
     let results = probe::probe_issuer(&args.issuer, &opts, creds.as_ref()).await;
-    let checks: Vec<Check> = results
-        .iter()
-        .map(|r| {
-            let mut c = match &r.failure {
-                None => Check {
-                    name: format!("{} {}", r.check, r.url),
-                    ok: true,
-                    elapsed_ms: r.elapsed_ms,
-                    detail: r.detail.clone(),
-                    code: None,
-                    cause: None,
-                    remedy: None,
-                },
-                Some(f) => Check {
-                    name: format!("{} {}", r.check, r.url),
-                    ok: false,
-                    elapsed_ms: r.elapsed_ms,
-                    detail: format!("failed at {}", f.step),
-                    code: Some(f.code.to_owned()),
-                    cause: Some(f.cause.clone()),
-                    remedy: Some(f.remedy.clone()),
-                },
-            };
-            if !r.ok && !r.steps.is_empty() && !args.json {
-                c.detail = format!("{}\n{}", c.detail, probe::render_steps(&r.steps));
-            }
-            c
-        })
-        .collect();
+    let checks = issuer_items("", &results);
     finish(&checks, args.json)
 }
 

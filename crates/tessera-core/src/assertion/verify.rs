@@ -259,13 +259,28 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn record_signature(&mut self, result: &Result<VerifiedJwt, JoseError>, source: &str) {
+    fn record_signature(
+        &mut self,
+        result: &Result<VerifiedJwt, JoseError>,
+        jwt: &UnverifiedJwt,
+        source: &str,
+    ) {
         let actual = match result {
             Ok(v) => format!(
                 "valid (key {})",
                 v.key_id()
                     .map(short)
                     .unwrap_or_else(|| "without kid".into())
+            ),
+            // Which key the token asked for: the administrator compares it with the jwks.
+            Err(e @ JoseError::UnknownKey) => format!(
+                "{e}: kid '{}', alg {}",
+                jwt.header()
+                    .kid
+                    .as_deref()
+                    .map(short)
+                    .unwrap_or_else(|| "(absent)".into()),
+                jwt.header().alg
             ),
             Err(e) => e.to_string(),
         };
@@ -389,7 +404,7 @@ impl<'a> Run<'a> {
                 return Err(self.fail(format!("this {whose} has no registered keys")));
             }
         };
-        self.record_signature(&result, &source);
+        self.record_signature(&result, jwt, &source);
         result.map_err(|e| self.describe_key_error(&e, jwt, whose))
     }
 
@@ -640,7 +655,7 @@ impl<'a> Run<'a> {
         let key = HmacKey::new(alg, &secret.0)
             .map_err(|e| self.fail("client authentication failed").with_cause(e))?;
         let result = jwt.verify_hmac(&key, allowed);
-        self.record_signature(&result, "the client secret (HMAC)");
+        self.record_signature(&result, jwt, "the client secret (HMAC)");
         result.map_err(|e| self.describe_key_error(&e, jwt, "client"))
     }
 

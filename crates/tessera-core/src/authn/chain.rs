@@ -216,6 +216,13 @@ impl Chain {
         &self.entries
     }
 
+    /// This chain with `entries` before its own (upstream providers, see
+    /// `crate::federation`'s "Control flags").
+    pub fn with_prefix(mut self, mut entries: Vec<ChainEntry>) -> Self {
+        entries.append(&mut self.entries);
+        Self { entries }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -269,7 +276,19 @@ impl Chain {
     }
 }
 
-fn decision_label(d: &Decision) -> &'static str {
+/// The verdict for answers obtained without running [`Chain::authenticate`] (a sign-in that
+/// came back from an upstream provider: every entry's answer is known up front). Same rules as
+/// the chain; entries after the point where JAAS would stop do not change the verdict.
+pub fn decide_outcomes(outcomes: &[(String, ControlFlag, Outcome)]) -> Decision {
+    let results: Vec<(ControlFlag, Option<bool>)> = outcomes
+        .iter()
+        .map(|(_, f, o)| (*f, as_result(o)))
+        .collect();
+    let flags: Vec<ControlFlag> = outcomes.iter().map(|(_, f, _)| *f).collect();
+    decide(&results, outcomes, &flags)
+}
+
+pub fn decision_label(d: &Decision) -> &'static str {
     match d {
         Decision::Authenticated(_) => "authenticated",
         Decision::Denied { .. } => "denied",

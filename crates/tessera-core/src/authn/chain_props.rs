@@ -138,8 +138,10 @@ fn principal(index: usize) -> Principal {
         provider: format!("p{index}"),
         // Overlapping groups, so that the union's de-duplication is exercised.
         groups: vec![format!("g{index}"), "everyone".into()],
-        email: (index % 2 == 0).then(|| format!("u{index}@example.com")),
-        email_verified: index % 4 == 0,
+        email: index
+            .is_multiple_of(2)
+            .then(|| format!("u{index}@example.com")),
+        email_verified: index.is_multiple_of(4),
         ..Principal::default()
     }
 }

@@ -7,7 +7,9 @@
 mod chain;
 mod local;
 
-pub use chain::{Chain, ChainEntry, ChainResult, ControlFlag, Decision};
+pub use chain::{
+    Chain, ChainEntry, ChainResult, ControlFlag, Decision, decide_outcomes, decision_label,
+};
 pub use local::LocalProvider;
 
 use async_trait::async_trait;

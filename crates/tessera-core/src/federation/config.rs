@@ -19,6 +19,7 @@
 //! linking = "jit"                    # or link_verified_email, deny
 //! groups_claim = "groups"
 //! clock_skew = 60
+//! flag = "SUFFICIENT"               # or OPTIONAL, REQUIRED, REQUISITE (see "Control flags")
 //! ```
 
 use std::sync::Arc;
@@ -61,6 +62,8 @@ pub struct RawUpstream {
     pub discovery_ttl: Option<u64>,
     pub jwks_ttl: Option<u64>,
     pub jwks_min_refetch: Option<u64>,
+    /// JAAS control flag: SUFFICIENT (default), OPTIONAL, REQUIRED or REQUISITE.
+    pub flag: Option<crate::authn::ControlFlag>,
     pub enabled: Option<bool>,
 }
 
@@ -206,6 +209,7 @@ impl RawUpstream {
         c.discovery_ttl = self.discovery_ttl.unwrap_or(c.discovery_ttl);
         c.jwks_ttl = self.jwks_ttl.unwrap_or(c.jwks_ttl);
         c.jwks_min_refetch = self.jwks_min_refetch.unwrap_or(c.jwks_min_refetch);
+        c.flag = self.flag.unwrap_or(c.flag);
         c.enabled = self.enabled.unwrap_or(true);
         Ok(c)
     }

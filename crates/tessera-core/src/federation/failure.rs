@@ -26,6 +26,8 @@ pub enum Stage {
     IdToken,
     Userinfo,
     Linking,
+    /// The chain's JAAS decision (control flags).
+    Chain,
     Session,
 }
 
@@ -40,6 +42,7 @@ impl Stage {
             Self::IdToken => "ID token validation",
             Self::Userinfo => "userinfo",
             Self::Linking => "account linking",
+            Self::Chain => "chain decision",
             Self::Session => "session",
         }
     }
@@ -100,6 +103,9 @@ pub enum FailureClass {
     /// The linked local account is disabled.
     AccountDisabled,
     UnknownUpstream,
+    /// The chain's control flags refuse a sign-in through this upstream: the named provider
+    /// (a REQUIRED or REQUISITE upstream) is mandatory.
+    ChainRefused(String),
     Internal,
 }
 
@@ -218,6 +224,13 @@ pub const UPSTREAM_CATALOG: &[Entry] = &[
         remedy: "Enable the local account if the user should sign in.",
     },
     Entry {
+        code: "TSR-UPSTREAM-CHAIN",
+        title: "sign-in refused by the chain's control flags",
+        category: Category::Config,
+        explanation: "The upstream signed the user in, but another upstream is REQUIRED or REQUISITE: every sign-in must come through that one.",
+        remedy: "Sign in with the mandatory upstream, or set its flag to SUFFICIENT in [[upstreams]].",
+    },
+    Entry {
         code: "TSR-UPSTREAM-UNKNOWN",
         title: "unknown upstream",
         category: Category::Config,
@@ -266,6 +279,7 @@ impl FailureClass {
             Self::NotLinked => "TSR-UPSTREAM-NOT-LINKED",
             Self::AccountDisabled => "TSR-UPSTREAM-ACCOUNT-DISABLED",
             Self::UnknownUpstream => "TSR-UPSTREAM-UNKNOWN",
+            Self::ChainRefused(_) => "TSR-UPSTREAM-CHAIN",
             Self::Internal => "TSR-INTERNAL",
         }
     }
@@ -308,6 +322,7 @@ impl FailureClass {
             Self::NotLinked => "not_linked",
             Self::AccountDisabled => "account_disabled",
             Self::UnknownUpstream => "unknown_upstream",
+            Self::ChainRefused(_) => "chain_refused",
             Self::Internal => "internal",
         }
     }
@@ -347,6 +362,9 @@ impl FailureClass {
             Self::NotLinked => "no linked local account".into(),
             Self::AccountDisabled => "linked local account is disabled".into(),
             Self::UnknownUpstream => "unknown or disabled upstream".into(),
+            Self::ChainRefused(p) => {
+                format!("refused by the authentication chain ('{p}' is mandatory)")
+            }
             Self::Internal => "internal error".into(),
         }
     }

@@ -26,6 +26,7 @@ use super::id_token::{self, Expected};
 use super::keys::Metadata;
 use super::link;
 use super::{Upstream, UpstreamClientAuth};
+use crate::authn::{ControlFlag, Decision, Outcome, decide_outcomes};
 use crate::clock::UnixTime;
 use crate::diagnostics::TraceRecord;
 use crate::engine::Engine;
@@ -396,6 +397,7 @@ impl Engine {
                 "groups" => identity.groups,
             }
         });
+        self.upstream_chain_decision(&up, &identity, trace)?;
         let user = link::resolve(self, &up, &identity, now, trace).await?;
         let principal = link::principal(&up, &identity, &user);
 
@@ -585,6 +587,64 @@ impl Engine {
             id_token,
             access_token,
         })
+    }
+
+    /// The JAAS decision over every entry's answer to this sign-in (module documentation,
+    /// "Control flags"): this upstream authenticated, the password providers ignored, another
+    /// upstream ignored unless it is mandatory. Traced as the chain traces a password sign-in.
+    fn upstream_chain_decision(
+        &self,
+        up: &Upstream,
+        identity: &link::UpstreamIdentity,
+        trace: &crate::trace::TraceHandle,
+    ) -> Result<(), UpstreamFailure> {
+        let name = &up.config.name;
+        let mut outcomes: Vec<(String, ControlFlag, Outcome)> = Vec::new();
+        for u in self.upstreams.all().iter().filter(|u| u.config.enabled) {
+            let answer = if u.config.name == *name {
+                Outcome::Authenticated(crate::authn::Principal {
+                    subject: identity.sub.clone(),
+                    username: identity.username.clone(),
+                    provider: name.clone(),
+                    ..Default::default()
+                })
+            } else {
+                u.config.answer_to_other_sign_in()
+            };
+            outcomes.push((u.config.name.clone(), u.config.flag, answer));
+        }
+        for e in self.chain.entries() {
+            if e.provider.kind() != "oidc" {
+                outcomes.push((e.provider.name().to_owned(), e.flag, Outcome::NotApplicable));
+            }
+        }
+        for (n, flag, o) in &outcomes {
+            trace.step("chain", format!("provider:{n}"), o.label(), || {
+                crate::detail! {"flag" => flag.as_str()}
+            });
+        }
+        let decision = decide_outcomes(&outcomes);
+        trace.step(
+            "chain",
+            "decision",
+            crate::authn::decision_label(&decision),
+            serde_json::Map::new,
+        );
+        match decision {
+            Decision::Authenticated(_) => Ok(()),
+            Decision::Denied { provider, .. } | Decision::Unavailable { provider, .. } => {
+                let flag = outcomes
+                    .iter()
+                    .find(|(n, _, _)| *n == provider)
+                    .map_or("", |(_, f, _)| f.as_str());
+                Err(UpstreamFailure::new(
+                    name,
+                    Stage::Chain,
+                    FailureClass::ChainRefused(provider.clone()),
+                    format!("upstream '{provider}' is {flag}: every sign-in must come through it"),
+                ))
+            }
+        }
     }
 
     fn upstreams_http<'a>(&self, up: &'a Upstream) -> &'a dyn super::UpstreamHttp {

@@ -15,6 +15,39 @@
 //! - [`failure`]: every failure as a class with a stable code, a remedy, and the message
 //!   "Exchanging authorization tokens with upstream 'NAME' failed: …".
 //!
+//! # Control flags
+//!
+//! An upstream is a provider of the authentication chain like `[[providers]]`, with a JAAS
+//! control flag (`flag`, default `SUFFICIENT`), and every sign-in is decided by the chain's
+//! own JAAS evaluation (`crate::authn::chain`) over the upstreams (configuration order) followed
+//! by the password providers. A redirect-based provider differs in one way: a sign-in presents
+//! *one* credential — a password on the login form, or the return from *one* upstream — and an
+//! entry answers only for its own credential:
+//!
+//! - a sign-in that comes back from upstream U: U answers with its result (authenticated, or
+//!   the [`UpstreamFailure`]); the password providers answer `NotApplicable` (JAAS "ignored":
+//!   no password was presented), whatever their flags, so a REQUIRED or REQUISITE password
+//!   provider (the default chain is one REQUIRED local store) neither blocks nor adds to it;
+//! - a password sign-in (and a sign-in through another upstream): a SUFFICIENT or OPTIONAL
+//!   upstream answers `NotApplicable`; a REQUIRED or REQUISITE upstream answers a refusal
+//!   (`AccountState(Restricted)`: the sign-in did not come through it), which is never counted
+//!   by the lockout.
+//!
+//! What each flag therefore means for an upstream:
+//!
+//! | flag | sign-in through this upstream | password sign-in |
+//! |---|---|---|
+//! | `SUFFICIENT` (default) | its result alone decides | unaffected: the upstream is an alternative |
+//! | `OPTIONAL` | its result alone decides (every other entry is ignored, so its success is the only one) | unaffected |
+//! | `REQUIRED` | its result alone decides | refused; the password providers still run (JAAS REQUIRED goes on) but cannot make it succeed |
+//! | `REQUISITE` | its result alone decides | refused at once; no password provider runs |
+//!
+//! A REQUIRED or REQUISITE upstream is thus mandatory: the login page shows only its button
+//! and no password form. It must be the only enabled upstream (configuration error otherwise:
+//! a sign-in through any other would always be refused). When an upstream is installed
+//! programmatically alongside a mandatory one anyway, a sign-in through it fails with
+//! [`FailureClass::ChainRefused`] (`TSR-UPSTREAM-CHAIN`).
+//!
 //! ID tokens are validated with `tessera-jose` directly rather than the `openidconnect` crate:
 //! that crate never refreshes its JWKS on an unknown `kid` (openidconnect-rs #232), checks
 //! `iat` only with a custom verifier, brings its own HTTP client (which would bypass the egress
@@ -36,7 +69,11 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use tessera_jose::{Algorithm, SigningKey};
 
+use crate::authn::{
+    AccountState, AuthProvider, ChainEntry, ControlFlag, Outcome, PasswordCredentials,
+};
 use crate::secret::Secret;
+use crate::trace::Trace;
 
 pub use failure::{FailureClass, Stage, UpstreamFailure};
 pub use flow::{CallbackOutcome, FlowError, PENDING_COOKIE, StartRedirect};
@@ -163,6 +200,9 @@ pub struct UpstreamConfig {
     /// Smallest interval between two JWKS fetches triggered by unknown `kid`s, seconds.
     /// Default 60.
     pub jwks_min_refetch: u64,
+    /// JAAS control flag (see "Control flags" in the module documentation). Default
+    /// SUFFICIENT.
+    pub flag: ControlFlag,
     /// Show the button and accept callbacks. Default true.
     pub enabled: bool,
 }
@@ -193,7 +233,22 @@ impl UpstreamConfig {
             discovery_ttl: 3600,
             jwks_ttl: 3600,
             jwks_min_refetch: 60,
+            flag: ControlFlag::Sufficient,
             enabled: true,
+        }
+    }
+
+    /// REQUIRED or REQUISITE: every sign-in must come through this upstream.
+    pub fn is_mandatory(&self) -> bool {
+        matches!(self.flag, ControlFlag::Required | ControlFlag::Requisite)
+    }
+
+    /// This upstream's answer to a sign-in that did not come through it.
+    pub fn answer_to_other_sign_in(&self) -> Outcome {
+        if self.is_mandatory() {
+            Outcome::AccountState(AccountState::Restricted)
+        } else {
+            Outcome::NotApplicable
         }
     }
 
@@ -349,15 +404,68 @@ impl Upstreams {
         self.inner.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The "Sign in with …" buttons of the login page (enabled upstreams, config order).
+    /// The "Sign in with …" buttons of the login page (enabled upstreams, config order; only
+    /// the mandatory ones when there are any).
     pub fn buttons(&self) -> Vec<UpstreamButton> {
-        self.all()
+        let all = self.all();
+        let mandatory = all
             .iter()
-            .filter(|u| u.config.enabled)
+            .any(|u| u.config.enabled && u.config.is_mandatory());
+        all.iter()
+            .filter(|u| u.config.enabled && (!mandatory || u.config.is_mandatory()))
             .map(|u| UpstreamButton {
                 name: u.config.name.clone(),
                 display_name: u.config.display_name.clone(),
             })
             .collect()
+    }
+
+    /// Whether the login page offers the password form: not when an enabled upstream is
+    /// REQUIRED or REQUISITE (a password sign-in cannot succeed).
+    pub fn password_sign_in(&self) -> bool {
+        !self
+            .all()
+            .iter()
+            .any(|u| u.config.enabled && u.config.is_mandatory())
+    }
+}
+
+/// The chain entries of the enabled upstreams, to put before the password providers: how each
+/// answers a password sign-in (see "Control flags").
+pub fn chain_entries(upstreams: &[UpstreamConfig]) -> Vec<ChainEntry> {
+    upstreams
+        .iter()
+        .filter(|c| c.enabled)
+        .map(|c| ChainEntry {
+            flag: c.flag,
+            provider: Arc::new(PasswordAttempt {
+                name: c.name.clone(),
+                answer: c.answer_to_other_sign_in(),
+            }),
+        })
+        .collect()
+}
+
+/// An upstream as a chain entry of a password sign-in.
+struct PasswordAttempt {
+    name: String,
+    answer: Outcome,
+}
+
+#[async_trait]
+impl AuthProvider for PasswordAttempt {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "oidc"
+    }
+    async fn authenticate(&self, _: &PasswordCredentials, trace: &mut Trace) -> Outcome {
+        if !matches!(self.answer, Outcome::NotApplicable) {
+            trace.step(format!("upstream:{}", self.name), "password_sign_in", "refused", || {
+                crate::detail! {"reason" => "this upstream is REQUIRED/REQUISITE: sign-ins must come through it"}
+            });
+        }
+        self.answer.clone()
     }
 }

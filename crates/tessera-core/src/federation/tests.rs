@@ -179,3 +179,88 @@ fn configuration_is_validated() {
     .unwrap();
     assert_eq!(c.auth.method(), "private_key_jwt");
 }
+
+/// The control-flag semantics of the module documentation, on the chain's own decision.
+#[test]
+fn control_flags_of_a_redirect_based_provider() {
+    use crate::authn::{AccountState, ControlFlag, Decision, Outcome, Principal, decide_outcomes};
+    let flags = [
+        ControlFlag::Sufficient,
+        ControlFlag::Optional,
+        ControlFlag::Required,
+        ControlFlag::Requisite,
+    ];
+    let config = |flag| {
+        let mut c = super::UpstreamConfig::new(
+            "corp",
+            "https://corp.example",
+            "tessera",
+            UpstreamClientAuth::SecretBasic(crate::secret::Secret::new("s")),
+        );
+        c.flag = flag;
+        c
+    };
+    let me = Principal {
+        subject: "u1".into(),
+        ..Principal::default()
+    };
+    for flag in flags {
+        // Back from the upstream: its result alone decides, a REQUIRED password provider is
+        // ignored.
+        let d = decide_outcomes(&[
+            ("corp".into(), flag, Outcome::Authenticated(me.clone())),
+            (
+                "local".into(),
+                ControlFlag::Required,
+                Outcome::NotApplicable,
+            ),
+        ]);
+        assert!(matches!(d, Decision::Authenticated(_)), "{flag:?}: {d:?}");
+        // Its answer to a password sign-in.
+        let answer = config(flag).answer_to_other_sign_in();
+        let mandatory = matches!(flag, ControlFlag::Required | ControlFlag::Requisite);
+        assert_eq!(config(flag).is_mandatory(), mandatory);
+        if mandatory {
+            assert_eq!(answer, Outcome::AccountState(AccountState::Restricted));
+        } else {
+            assert_eq!(answer, Outcome::NotApplicable);
+        }
+        let d = decide_outcomes(&[
+            ("corp".into(), flag, answer),
+            (
+                "local".into(),
+                ControlFlag::Required,
+                Outcome::Authenticated(me.clone()),
+            ),
+        ]);
+        assert_eq!(
+            matches!(d, Decision::Authenticated(_)),
+            !mandatory,
+            "{flag:?}: {d:?}"
+        );
+    }
+    assert_eq!(
+        config(ControlFlag::Sufficient).flag,
+        super::UpstreamConfig::new(
+            "x",
+            "https://x.example",
+            "c",
+            UpstreamClientAuth::SecretBasic(crate::secret::Secret::new("s"))
+        )
+        .flag,
+        "SUFFICIENT is the default"
+    );
+}
+
+#[test]
+fn chain_refusal_has_a_code_and_a_remedy() {
+    let f = UpstreamFailure::new(
+        "partner",
+        Stage::Chain,
+        FailureClass::ChainRefused("corp".into()),
+        "upstream 'corp' is REQUIRED: every sign-in must come through it",
+    );
+    assert_eq!(f.code(), "TSR-UPSTREAM-CHAIN");
+    assert!(f.message().contains("failed at chain decision: [TSR-UPSTREAM-CHAIN] refused by the authentication chain ('corp' is mandatory)"));
+    assert!(f.class.remedy().contains("SUFFICIENT"));
+}

@@ -223,11 +223,26 @@ pub fn check_redirect_uri(ctx: &mut AuthorizeCtx<'_>) -> Result<(), AuthorizeErr
             ctx.out.redirect_uri_sent = true;
             u.to_owned()
         }
-        Some(_) => {
-            return Err(AuthorizeError::new(
+        Some(u) => {
+            let mut e = AuthorizeError::new(
                 ErrorCode::InvalidRequest,
                 "the redirect_uri is not registered for this application",
+            );
+            e.cause = Some(format!(
+                "redirect_uri '{u}' is not registered for client '{}' (exact match required; registered: {})",
+                client.client_id,
+                if client.redirect_uris.is_empty() {
+                    "none".to_owned()
+                } else {
+                    client
+                        .redirect_uris
+                        .iter()
+                        .map(|r| format!("'{r}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
             ));
+            return Err(e);
         }
         None => match client.redirect_uris.as_slice() {
             [only] => only.clone(),

@@ -74,9 +74,16 @@ fn check_pkce(code: &AuthCode, verifier: Option<&str>) -> OAuthResult<()> {
             {
                 Ok(())
             } else {
-                Err(OAuthError::invalid_grant(
-                    "code_verifier does not match the code_challenge",
-                ))
+                let method = code.code_challenge_method.as_deref().unwrap_or("S256");
+                let computed = B64.encode(digest::digest(&digest::SHA256, v.as_bytes()));
+                Err(
+                    OAuthError::invalid_grant("code_verifier does not match the code_challenge")
+                        .with_cause(format!(
+                            "BASE64URL(SHA256(code_verifier)) is '{computed}', the authorization \
+                             request's code_challenge is '{c}' (method {method}): the relying \
+                             party sent the verifier of another authorization request"
+                        )),
+                )
             }
         }
     }
@@ -118,9 +125,15 @@ pub(crate) async fn grant_authorization_code(
             // RFC 6749 §4.1.2: a code used twice revokes everything issued from it.
             engine.store.revoke_grant(&grant_id, now).await?;
             tracing::warn!(target: "tessera::security", event = "code_reuse", client_id = %client.client_id, grant_id = %grant_id, "authorization code reused; grant revoked");
-            return Err(OAuthError::invalid_grant(
-                "the authorization code was already used",
-            ));
+            return Err(
+                OAuthError::invalid_grant("the authorization code was already used").with_cause(
+                    format!(
+                        "client '{}' presented a code that was already redeemed; grant {grant_id} \
+                         and every token issued from it are revoked (RFC 6749 §4.1.2)",
+                        client.client_id
+                    ),
+                ),
+            );
         }
     };
     if c.client_id != client.client_id {
@@ -146,7 +159,12 @@ pub(crate) async fn grant_authorization_code(
         Some(r) if r != c.redirect_uri => {
             return Err(OAuthError::invalid_grant(
                 "redirect_uri does not match the authorization request",
-            ));
+            )
+            .with_cause(format!(
+                "token request redirect_uri '{r}' is not identical to the authorization \
+                 request's '{}'",
+                c.redirect_uri
+            )));
         }
         None if sent => {
             return Err(OAuthError::invalid_grant(

@@ -156,7 +156,11 @@ impl Engine {
                     rfc3339(until)
                 );
                 trace.step("lockout", "check", why, || {
-                    detail! { "message" => format!("locked until {}", rfc3339(until)), "until" => until }
+                    detail! {
+                        "message" => format!("locked until {}", rfc3339(until)),
+                        "until" => until,
+                        "user" => key.name.clone(),
+                    }
                 });
                 return UserAuthResult::locked(until);
             }

@@ -43,6 +43,22 @@ pub(super) async fn authorize(
     let step = e
         .authorize(&params, session.as_deref(), &bind, e.now())
         .await;
+    if let Err(err) = &step {
+        // A refused authorization request is traced (e.g. a redirect_uri that is not
+        // registered); the user only sees the page and the request id.
+        super::diagnostics::record_attempt(
+            &s,
+            &ctx,
+            "authorize",
+            None,
+            params.get("client_id"),
+            Some(tessera_core::diagnostics::AttemptError {
+                error: err.error().to_owned(),
+                description: Some(err.description.to_string()),
+                cause: err.cause.clone(),
+            }),
+        );
+    }
     let mut r = respond_step(&s, step, &ctx.request_id);
     pages::add_cookie(&mut r, new_bind);
     r

@@ -103,6 +103,7 @@ fn render(
         username,
         error,
         upstreams: s.engine.upstreams.buttons(),
+        password_form: s.engine.upstreams.password_sign_in(),
     };
     // The POST ends in a redirect to the client (or to the consent page): allow it as a target.
     let targets: Vec<String> = pages::form_target(&tx.request.redirect_uri)
@@ -185,10 +186,19 @@ pub(super) async fn submit(
         "login",
         Some(&username),
         Some(&tx.request.client_id),
-        result.as_ref().err().map(|err| tessera_core::diagnostics::AttemptError {
-            error: format!("{err:?}"),
-            ..Default::default()
-        }),
+        result
+            .as_ref()
+            .err()
+            .map(|err| tessera_core::diagnostics::AttemptError {
+                error: match err {
+                    SignInError::InvalidCredentials => "invalid_credentials",
+                    SignInError::AccountState(_) => "account_state",
+                    SignInError::Unavailable => "unavailable",
+                    SignInError::Internal(_) => "server_error",
+                }
+                .to_owned(),
+                ..Default::default()
+            }),
     );
     match result {
         Ok(signed) => {

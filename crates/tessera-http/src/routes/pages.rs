@@ -56,6 +56,8 @@ pub(super) struct LoginPage<'a> {
     pub error: Option<&'a str>,
     /// "Sign in with …" buttons, one per configured upstream provider.
     pub upstreams: Vec<tessera_core::federation::UpstreamButton>,
+    /// The password form (not when an upstream is REQUIRED or REQUISITE).
+    pub password_form: bool,
 }
 
 pub(super) struct ScopeLine {
@@ -136,7 +138,12 @@ pub(super) fn describe_scope(scope: &str) -> Option<ScopeLine> {
 pub(super) fn form_target(uri: &str) -> Option<String> {
     let u = url::Url::parse(uri).ok()?;
     match u.scheme() {
-        "http" | "https" => Some(u.origin().ascii_serialization()),
+        // Browsers apply `form-action` to every redirect that follows the submission, including
+        // the client's own onward redirects (a federating relying party sending the user on to
+        // a third origin), which this server cannot know. An https client therefore gets the
+        // `https:` scheme source: still no plain-http, `data:` or `javascript:` targets.
+        "https" => Some("https:".to_owned()),
+        "http" => Some(u.origin().ascii_serialization()),
         // Native apps' private-use schemes (RFC 8252 §7.1).
         s if s
             .chars()
@@ -325,7 +332,11 @@ mod tests {
     fn form_targets() {
         assert_eq!(
             form_target("https://rp.example:8443/cb?x=1").as_deref(),
-            Some("https://rp.example:8443")
+            Some("https:")
+        );
+        assert_eq!(
+            form_target("http://127.0.0.1:8443/cb?x=1").as_deref(),
+            Some("http://127.0.0.1:8443")
         );
         assert_eq!(
             form_target("com.example.app:/cb").as_deref(),

@@ -49,6 +49,23 @@ pub fn validate_upstreams(
             ),
         }
     }
+    // A REQUIRED or REQUISITE upstream is mandatory (tessera_core::federation, "Control
+    // flags"): with another enabled upstream, sign-ins through that one could never succeed.
+    let enabled: Vec<&UpstreamConfig> = configs.iter().filter(|c| c.enabled).collect();
+    if enabled.len() > 1 {
+        for (i, c) in configs.iter().enumerate() {
+            if c.enabled && c.is_mandatory() {
+                errors.push((
+                    format!("upstreams[{i}].flag"),
+                    format!(
+                        "upstream '{}' is {}: every sign-in must come through it, so it must be the only enabled upstream (use SUFFICIENT for alternatives)",
+                        c.name,
+                        c.flag.as_str()
+                    ),
+                ));
+            }
+        }
+    }
     (configs, errors)
 }
 

@@ -542,7 +542,6 @@ fn ctx_traced() -> RequestContext {
         request_id: "e2e-chain".into(),
         source_ip: Some([127, 0, 0, 1].into()),
         trace: TraceHandle::on(),
-        ..RequestContext::default()
     }
 }
 

@@ -9,6 +9,7 @@
 //! where a real browser would share cookies between ports).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -51,13 +52,38 @@ fn origin(url: &str) -> String {
 
 impl Browser {
     fn new() -> Self {
+        Self::trusting(None)
+    }
+
+    /// A browser that also trusts the CA certificate `ca_pem` (a TLS upstream).
+    fn trusting(ca_pem: Option<&[u8]>) -> Self {
+        let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if let Some(pem) = ca_pem {
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap());
+        }
         Self {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            http: b.build().unwrap(),
             jar: HashMap::new(),
         }
+    }
+
+    /// GET `url` and follow redirects until one points at `prefix` (returned, not visited).
+    async fn follow_to(&mut self, url: &str, prefix: &str) -> String {
+        let mut next = url.to_owned();
+        for _ in 0..10 {
+            let r = self.get(&next).await;
+            let Some(loc) = r.location else {
+                panic!(
+                    "{next} answered {} without a redirect:\n{}",
+                    r.status, r.body
+                );
+            };
+            if loc.starts_with(prefix) {
+                return loc;
+            }
+            next = loc;
+        }
+        panic!("no redirect to {prefix} after 10 hops (last {next})");
     }
 
     async fn send(&mut self, req: reqwest::RequestBuilder, url: &str) -> Reply {
@@ -717,6 +743,255 @@ async fn deny_policy_needs_an_existing_link() {
     assert!(s.rp.store().get_user("alice").await.unwrap().is_none());
 }
 
+// ---------------------------------------------------------------------------------------------
+// Control flags (tessera_core::federation, "Control flags"), configured from TOML.
+
+/// Like [`setup`], but the RP reads `[[upstreams]]` (with `upstream_keys`) and `rp_extra` from
+/// its configuration file, as `tessera serve` does (the chain then holds the upstream entry).
+async fn setup_toml(upstream_keys: &str, rp_extra: &str) -> Setup {
+    let upstream = TestServer::start("").await;
+    let mut alice = upstream.create_user("alice", "alice-upstream-pw").await;
+    alice.email_verified = true;
+    upstream.store().update_user(&alice).await.unwrap();
+    let uc = upstream
+        .create_client(json!({
+            "redirect_uris": ["http://127.0.0.1:9/federation/corp/callback"],
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        }))
+        .await;
+    let secret = uc.secret.clone().unwrap();
+    let rp = TestServer::start(&format!(
+        "{rp_extra}\n[[upstreams]]\nname = \"{UPSTREAM}\"\ndisplay_name = \"Corporate SSO\"\n\
+         issuer = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{secret}\"\n{upstream_keys}\n",
+        upstream.base_url, uc.client_id
+    ))
+    .await;
+    // Now that the RP's port is known: its callback at the upstream (first party).
+    let mut c = uc.client.clone();
+    c.redirect_uris = vec![rp.url(&format!("/federation/{UPSTREAM}/callback"))];
+    c.first_party = true;
+    upstream.store().put_client(&c).await.unwrap();
+    let app = app_client(&rp, RP_REDIRECT).await;
+    rp.create_user("bob", "bob-local-pw-1").await;
+    Setup {
+        upstream_client: uc.client_id.clone(),
+        upstream_secret: secret,
+        rp_client: app.client_id.clone(),
+        upstream,
+        rp,
+    }
+}
+
+impl Setup {
+    /// The RP's login form with a local user's password.
+    async fn password_sign_in(&self, b: &mut Browser, user: &str, pw: &str) -> (Reply, String) {
+        let login = self.rp_login(b).await;
+        let page = b.get(&login).await;
+        let r = b
+            .post(
+                &self.rp.url("/login"),
+                &[
+                    ("tx", &field(&page.body, "tx")),
+                    ("csrf_token", &field(&page.body, "csrf_token")),
+                    ("username", user),
+                    ("password", pw),
+                ],
+            )
+            .await;
+        (r, page.body)
+    }
+}
+
+fn steps(t: &TraceRecord) -> Vec<String> {
+    t.steps
+        .iter()
+        .map(|s| format!("{} {}={}", s.component, s.step, s.outcome))
+        .collect()
+}
+
+/// A sign-in through the upstream is decided by the chain with every password provider
+/// ignored: it succeeds whatever the upstream's flag, even beside a REQUIRED password provider
+/// (which would refuse a sign-in without a password if it were asked).
+#[tokio::test]
+async fn every_flag_signs_in_through_the_upstream_beside_a_required_password_provider() {
+    for flag in ["SUFFICIENT", "OPTIONAL", "REQUIRED", "REQUISITE"] {
+        let s = setup_toml(
+            &format!("flag = \"{flag}\""),
+            "[[providers]]\nkind = \"local\"\nname = \"local\"\nflag = \"REQUIRED\"\n",
+        )
+        .await;
+        s.trace_on();
+        let r = s.sign_in(&mut Browser::new()).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{flag}: {}", r.body);
+        assert!(r.location.unwrap().starts_with(RP_REDIRECT));
+        let t = s.trace(&r.request_id);
+        let st = steps(&t);
+        for want in [
+            "chain provider:corp=authenticated",
+            "chain provider:local=not_applicable",
+            "chain decision=authenticated",
+        ] {
+            assert!(st.iter().any(|x| x == want), "{flag}: {want} in {st:?}");
+        }
+        let corp = t.steps.iter().find(|x| x.step == "provider:corp").unwrap();
+        assert_eq!(corp.detail["flag"], flag);
+    }
+}
+
+/// SUFFICIENT (the default) and OPTIONAL upstreams are alternatives: the password form stays
+/// and works, the upstream is ignored in its chain.
+#[tokio::test]
+async fn sufficient_upstream_leaves_password_sign_in_alone() {
+    let s = setup_toml("", "").await;
+    s.trace_on();
+    let mut b = Browser::new();
+    let (r, page) = s.password_sign_in(&mut b, "bob", "bob-local-pw-1").await;
+    assert!(page.contains("name=\"password\""));
+    assert!(page.contains("Sign in with Corporate SSO"));
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location.unwrap().starts_with(RP_REDIRECT));
+    let st = steps(&s.trace(&r.request_id));
+    assert!(
+        st.iter().any(|x| x == "chain provider:corp=not_applicable"),
+        "{st:?}"
+    );
+}
+
+/// A REQUIRED upstream is mandatory: the login page has no password form, and a password
+/// sign-in (e.g. a form kept open from before) is refused although the password is right — the
+/// local provider still runs (JAAS REQUIRED goes on) but cannot make it succeed. REQUISITE
+/// refuses before any password provider runs. Neither is a credential failure (no lockout).
+#[tokio::test]
+async fn mandatory_upstream_refuses_password_sign_in() {
+    use tessera_core::authn::{AccountState, Decision, Outcome, PasswordCredentials};
+    for (flag, local_runs) in [("REQUIRED", true), ("REQUISITE", false)] {
+        let s = setup_toml(&format!("flag = \"{flag}\""), "").await;
+        let mut b = Browser::new();
+        let login = s.rp_login(&mut b).await;
+        let page = b.get(&login).await.body;
+        assert!(
+            !page.contains("name=\"password\""),
+            "{flag}: no password form"
+        );
+        assert!(!page.contains("divider"));
+        assert!(page.contains("Sign in with Corporate SSO"));
+        let ctx = tessera_core::oauth::RequestContext {
+            request_id: "mandatory-test".into(),
+            trace: tessera_core::trace::TraceHandle::on(),
+            ..Default::default()
+        };
+        let creds = PasswordCredentials {
+            username: "bob".into(),
+            password: tessera_core::secret::Secret::new("bob-local-pw-1"),
+        };
+        let result = s.rp.engine().authenticate_user(&creds, &ctx).await;
+        match &result.decision {
+            Decision::Denied {
+                outcome,
+                provider,
+                credential_failure,
+            } => {
+                assert_eq!(outcome, &Outcome::AccountState(AccountState::Restricted));
+                assert_eq!(provider, UPSTREAM);
+                assert!(!credential_failure);
+            }
+            other => panic!("{flag}: {other:?}"),
+        }
+        let ran: Vec<(&str, &str)> = result
+            .outcomes
+            .iter()
+            .map(|(n, _, o)| (n.as_str(), o.label()))
+            .collect();
+        let mut want = vec![(UPSTREAM, "account_state")];
+        if local_runs {
+            want.push(("local", "authenticated"));
+        }
+        assert_eq!(ran, want, "{flag}");
+        let st: Vec<String> = ctx
+            .trace
+            .steps()
+            .iter()
+            .map(|x| format!("{} {}={}", x.component, x.step, x.outcome))
+            .collect();
+        assert!(
+            st.iter()
+                .any(|x| x == "upstream:corp password_sign_in=refused"),
+            "{st:?}"
+        );
+        let records =
+            s.rp.store()
+                .lockout_find(tessera_core::lockout::LockoutKind::User, "bob")
+                .await
+                .unwrap();
+        assert!(records.iter().all(|r| r.failures == 0), "{records:?}");
+        // The upstream still signs users in.
+        let r = s.sign_in(&mut Browser::new()).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{flag}: {}", r.body);
+    }
+}
+
+/// A mandatory upstream must be the only enabled one (configuration error); installed beside
+/// another anyway, a sign-in through the other is refused by the chain and says why.
+#[tokio::test]
+async fn mandatory_upstream_excludes_the_others() {
+    let toml = r#"
+[[upstreams]]
+name = "corp"
+issuer = "https://corp.example"
+client_id = "tessera"
+client_secret = "corp-secret-0123456789abcdef"
+flag = "REQUIRED"
+
+[[upstreams]]
+name = "partner"
+issuer = "https://partner.example"
+client_id = "tessera"
+client_secret = "partner-secret-0123456789abcdef"
+"#;
+    let err = tessera::config::Config::load(
+        Some(&tessera::config::ConfigFile {
+            path: "test.toml".into(),
+            contents: format!(
+                "master_key = \"{}\"\n{toml}",
+                crate::support::TEST_MASTER_KEY
+            ),
+        }),
+        &tessera::config::Env::default(),
+        &tessera::config::Overrides::default(),
+    )
+    .expect_err("refused")
+    .to_string();
+    eprintln!("{err}");
+    assert!(
+        err.contains("upstream 'corp' is REQUIRED: every sign-in must come through it, so it must be the only enabled upstream"),
+        "{err}"
+    );
+
+    let s = setup().await;
+    let mut hr = s.raw();
+    hr.name = "hr".into();
+    hr.flag = Some(tessera_core::authn::ControlFlag::Required);
+    let hr = hr.build(&|_| None, &|_| Err(String::new())).unwrap();
+    let corp = s.raw().build(&|_| None, &|_| Err(String::new())).unwrap();
+    let http: Arc<dyn UpstreamHttp> =
+        Arc::new(EgressUpstreamHttp::new(egress(), ProxySettings::direct()));
+    s.rp.engine().upstreams.install(vec![
+        Arc::new(Upstream::new(hr, http.clone())),
+        Arc::new(Upstream::new(corp, http)),
+    ]);
+    s.trace_on();
+    let r = s.sign_in(&mut Browser::new()).await;
+    assert_user_page(&r, &s.upstream_secret);
+    assert_failure(
+        &s.trace(&r.request_id),
+        "TSR-UPSTREAM-CHAIN",
+        "Exchanging authorization tokens with upstream 'corp' failed at chain decision: [TSR-UPSTREAM-CHAIN] refused by the authentication chain ('hr' is mandatory): upstream 'hr' is REQUIRED: every sign-in must come through it",
+    );
+    assert!(s.rp.store().get_user("alice").await.unwrap().is_none());
+}
+
 /// A real tinyproxy (`scripts/start-proxy.sh DIR REGEX`) in `dir`, refusing `deny`; `None`
 /// (test skipped) when tinyproxy is not installed, unless services are required.
 fn start_proxy(dir: &std::path::Path, deny: &str) -> Option<String> {
@@ -739,105 +1014,518 @@ fn start_proxy(dir: &std::path::Path, deny: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// The token request goes through the forward proxy to an https token endpoint (the
-/// Atlassian case). The send uses reqwest with the proxy, which reports only "unsuccessful
-/// tunnel"; the adapter then asks the proxy again with the egress probe and names its
-/// status line. Discovery and JWKS go direct (loopback http).
-struct ThroughProxy {
-    inner: EgressUpstreamHttp,
-    proxied: reqwest::Client,
+// ---------------------------------------------------------------------------------------------
+// node-oidc-provider as the upstream, a real proxy on the configured egress path, a browser.
+
+fn interop_dir() -> PathBuf {
+    std::env::var_os("TESSERA_INTEROP_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop"))
 }
 
-#[async_trait]
-impl UpstreamHttp for ThroughProxy {
-    async fn get(
-        &self,
-        url: &str,
-        accept: &str,
-        bearer: Option<&str>,
-    ) -> Result<Vec<u8>, TransportError> {
-        self.inner.get(url, accept, bearer).await
+fn artifacts_dir() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/artifacts");
+    std::fs::create_dir_all(&d).expect("artifacts dir");
+    d
+}
+
+/// `None` (after saying why) when a tool is missing and services are not required.
+fn tool(path: PathBuf, what: &str) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path);
     }
-    async fn post_form(
-        &self,
-        url: &str,
-        form: &[(String, String)],
-        _basic: Option<(&str, &str)>,
-    ) -> Result<HttpReply, TransportError> {
-        let https = url.replacen("http://", "https://", 1);
-        match self.proxied.post(&https).form(form).send().await {
-            Ok(r) => Ok(HttpReply {
-                status: r.status().as_u16(),
-                body: r.bytes().await.unwrap_or_default().to_vec(),
-            }),
-            Err(e) => {
-                let mut detail = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    detail.push_str(": ");
-                    detail.push_str(&s.to_string());
-                    src = s.source();
-                }
-                Err(TransportError {
-                    kind: tessera_core::federation::TransportKind::Connect,
-                    detail,
-                })
+    let msg = format!(
+        "{what} is missing ({}): run scripts/install-test-deps.sh",
+        path.display()
+    );
+    if std::env::var("TESSERA_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+/// `program` found on PATH (or a name that does not exist, for [`tool`] to report).
+fn on_path(program: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(program))
+                .find(|n| n.exists())
+        })
+        .unwrap_or_else(|| PathBuf::from(program))
+}
+
+/// Node and the interop packages (oidc-provider, playwright-core).
+fn node() -> Option<PathBuf> {
+    let node = tool(on_path("node"), "node")?;
+    tool(
+        interop_dir().join("node_modules/oidc-provider"),
+        "tests/interop/node_modules",
+    )?;
+    Some(node)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const NODE_CLIENT: &str = "tessera-rp";
+const NODE_SECRET: &str = "node-upstream-secret-0123456789abcdef";
+
+/// `tests/interop/node/upstream_provider.mjs` on 127.0.0.1:`port`; killed when dropped.
+struct NodeUpstream {
+    child: std::process::Child,
+}
+
+impl NodeUpstream {
+    fn start(node: &Path, port: u16, redirect_uri: &str, extra: &[(&str, String)]) -> Self {
+        let dir = interop_dir();
+        let mut child = std::process::Command::new(node)
+            .arg(dir.join("node/upstream_provider.mjs"))
+            .current_dir(&dir)
+            .env("PORT", port.to_string())
+            .env("REDIRECT_URI", redirect_uri)
+            .env("CLIENT_ID", NODE_CLIENT)
+            .env("CLIENT_SECRET", NODE_SECRET)
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn node");
+        // Its first line says it listens (or it exits with the reason on stderr).
+        // Both pipes are drained for as long as it runs (a closed pipe would kill it on its next
+        // write); stderr is echoed to the test's output.
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok)
+            {
+                eprintln!("upstream_provider.mjs: {l}");
             }
+        });
+        if !line.contains("\"ready\":true") {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("upstream_provider.mjs did not start (see its stderr above)");
         }
-    }
-    async fn proxy_refusal(&self, url: &str) -> Option<ProxyRefusal> {
-        self.inner
-            .proxy_refusal(&url.replacen("http://", "https://", 1))
-            .await
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        Self { child }
     }
 }
 
-#[tokio::test]
-async fn proxy_refusing_connect_is_named_with_its_status_line() {
-    let s = setup().await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = s.upstream.addr.port();
-    let Some(proxy_url) = start_proxy(dir.path(), &format!("^127\\.0\\.0\\.1:{port}$")) else {
-        return;
+impl Drop for NodeUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `[[upstreams]]` entry for the node provider at `issuer`, plus `extra` keys.
+fn node_upstream_toml(issuer: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[upstreams]]
+name = "{UPSTREAM}"
+display_name = "Corporate SSO"
+issuer = "{issuer}"
+client_id = "{NODE_CLIENT}"
+client_secret = "{NODE_SECRET}"
+scopes = ["openid", "profile", "email", "groups"]
+{extra}
+"#
+    )
+}
+
+/// The application at the RP (first party: no consent page).
+async fn app_client(rp: &TestServer, redirect: &str) -> crate::support::TestClient {
+    let mut app = rp
+        .create_client(json!({
+            "redirect_uris": [redirect],
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "client_name": "Team Wiki",
+        }))
+        .await;
+    app.client.first_party = true;
+    rp.store().put_client(&app.client).await.unwrap();
+    app
+}
+
+fn authorize_url(rp: &TestServer, client_id: &str, redirect: &str) -> String {
+    format!(
+        "{}?{}",
+        rp.url("/authorize"),
+        serde_urlencoded(&[
+            ("client_id", client_id),
+            ("redirect_uri", redirect),
+            ("response_type", "code"),
+            ("scope", "openid profile email groups"),
+            ("state", "app-state"),
+            ("nonce", "app-nonce"),
+        ])
+    )
+}
+
+/// The RP's login page and the href of its "Sign in with Corporate SSO" button.
+async fn login_button(b: &mut Browser, rp: &TestServer, client_id: &str, redirect: &str) -> String {
+    let r = b.get(&authorize_url(rp, client_id, redirect)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = b.get(&r.location.unwrap()).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let marker = format!("/federation/{UPSTREAM}/start?tx=");
+    let at = page.body.find(&marker).expect("the upstream button");
+    let end = at + page.body[at..].find('"').unwrap();
+    let start_at = page.body[..at].rfind('"').unwrap() + 1;
+    assert!(page.body[end..].starts_with("\">Sign in with Corporate SSO</a>"));
+    let href = page.body[start_at..end].replace("&amp;", "&");
+    url::Url::parse(&rp.base_url)
+        .unwrap()
+        .join(&href)
+        .unwrap()
+        .to_string()
+}
+
+/// A test CA and a server certificate for `localhost` and 127.0.0.1 in `dir` (openssl):
+/// (ca.pem, server.pem, server.key). `None` when openssl is missing (skipped).
+fn test_tls(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let openssl = tool(on_path("openssl"), "openssl")?;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&openssl)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    let mut settings = ProxySettings::from_config(
-        &tessera_egress::ProxyConfig {
-            url: Some(proxy_url.clone()),
-            // Loopback goes through the proxy too (a configured list replaces the default).
-            no_proxy: Some(vec![]),
-            from_env: false,
-        },
-        &|_| None,
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Tessera test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req", "-new"][..],
+        &ec,
+        &[
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    settings.http = None; // discovery and JWKS (http) go direct in this test
-    let proxied = reqwest::Client::builder()
-        .proxy(reqwest::Proxy::https(&proxy_url).unwrap())
-        .build()
-        .unwrap();
-    s.install_with(
-        s.raw(),
-        Arc::new(ThroughProxy {
-            inner: EgressUpstreamHttp::new(egress(), settings),
-            proxied,
-        }),
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    Some((
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    ))
+}
+
+/// node-oidc-provider is the upstream: Tessera (configured from TOML, as `tessera serve` reads
+/// it) discovers it, sends the browser there, exchanges the code with client_secret_basic and
+/// PKCE, validates its ID token (only `sub`: node-oidc-provider releases the other claims at
+/// userinfo), fetches userinfo, creates the local account, and the application at the RP gets
+/// an ID token and userinfo carrying the mapped email and groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signs_in_through_node_oidc_provider() {
+    let Some(node) = node() else { return };
+    let port = free_port();
+    let rp = TestServer::start(&node_upstream_toml(&format!("http://127.0.0.1:{port}"), "")).await;
+    let _upstream = NodeUpstream::start(
+        &node,
+        port,
+        &rp.url(&format!("/federation/{UPSTREAM}/callback")),
+        &[],
     );
-    s.trace_on();
-    let r = s.sign_in(&mut Browser::new()).await;
-    assert_user_page(&r, &s.upstream_secret);
+    rp.engine().diagnostics.switch.set(true, None, None);
+    let app = app_client(&rp, RP_REDIRECT).await;
+    let mut b = Browser::new();
+    let start = login_button(&mut b, &rp, &app.client_id, RP_REDIRECT).await;
+    let cb = b
+        .follow_to(&start, &rp.url(&format!("/federation/{UPSTREAM}/callback")))
+        .await;
+    assert!(
+        cb.contains(&format!("iss=http%3A%2F%2F127.0.0.1%3A{port}")),
+        "{cb}"
+    );
+    let r = b.get(&cb).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let back = r.location.unwrap();
+    assert!(back.starts_with(RP_REDIRECT), "{back}");
+    let t = rp.engine().diagnostics.traces.get(&r.request_id).unwrap();
+    assert_eq!(t.decision, "success", "{t:#?}");
+    for want in [
+        "token_request=ok",
+        "check:signature=ok",
+        "check:nonce=ok",
+        "userinfo=ok",
+        "link=created",
+    ] {
+        assert!(
+            t.steps
+                .iter()
+                .any(|s| format!("{}={}", s.step, s.outcome) == want),
+            "{want} in {:#?}",
+            t.steps
+        );
+    }
+    // The application redeems its code at the RP.
+    let code = url::Url::parse(&back)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .to_string();
+    let resp = rp
+        .post_form(
+            "/token",
+            Some((&app.client_id, app.secret.as_deref().unwrap())),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", RP_REDIRECT),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let tokens: Value = resp.json().await.unwrap();
+    let (_, id) = jwt_parts(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["iss"], Value::String(rp.base_url.clone()));
+    assert_eq!(id["nonce"], "app-nonce");
+    assert_eq!(id["preferred_username"], "carol", "{id}");
+    assert_eq!(id["email"], "carol@upstream.example", "{id}");
+    assert_eq!(id["groups"], json!(["engineering", "oncall"]), "{id}");
+    let info: Value = rp
+        .http
+        .get(rp.url("/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["sub"], id["sub"]);
+    assert_eq!(info["email"], "carol@upstream.example", "{info}");
+    assert_eq!(info["email_verified"], true, "{info}");
+    assert_eq!(info["name"], "Carol Upstream", "{info}");
+    assert_eq!(info["groups"], json!(["engineering", "oncall"]), "{info}");
+    let user = rp
+        .store()
+        .get_user("carol")
+        .await
+        .unwrap()
+        .expect("JIT user");
+    assert!(user.password_hash.is_none());
+}
+
+/// The Atlassian case on the configured egress path: `[egress.proxy]` in the TOML sends every
+/// upstream call through a real tinyproxy (loopback included: `no_proxy = []`); the upstream
+/// (node-oidc-provider over TLS, its test CA trusted by `[egress] extra_ca_file`) publishes its
+/// token endpoint on another host name than its issuer, as Google does, and the proxy allows
+/// the issuer's host but refuses CONNECT to the token endpoint's. Discovery goes through the
+/// tunnel; the code exchange fails and the message names the proxy's status line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_refusing_connect_is_named_with_its_status_line() {
+    let Some(node) = node() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = test_tls(dir.path()) else {
+        return;
+    };
+    let port = free_port();
+    let Some(proxy_url) = start_proxy(dir.path(), &format!("^localhost:{port}$")) else {
+        return;
+    };
+    let stop_proxy = StopProxy(dir.path().join("stop.sh"));
+    let rp = TestServer::start(&format!(
+        "[egress]\nextra_ca_file = {}\nconnect_timeout_ms = 2000\ntimeout_ms = 5000\n\n\
+         [egress.proxy]\nurl = {}\nno_proxy = []\n{}",
+        crate::support::toml_string(&ca.display().to_string()),
+        crate::support::toml_string(&proxy_url),
+        node_upstream_toml(&format!("https://127.0.0.1:{port}"), "")
+    ))
+    .await;
+    let _upstream = NodeUpstream::start(
+        &node,
+        port,
+        &rp.url(&format!("/federation/{UPSTREAM}/callback")),
+        &[
+            ("TLS_CERT", cert.display().to_string()),
+            ("TLS_KEY", key.display().to_string()),
+            ("TOKEN_HOST", "localhost".into()),
+        ],
+    );
+    rp.engine().diagnostics.switch.set(true, None, None);
+    let app = app_client(&rp, RP_REDIRECT).await;
+    let mut b = Browser::trusting(Some(&std::fs::read(&ca).unwrap()));
+    let start = login_button(&mut b, &rp, &app.client_id, RP_REDIRECT).await;
+    let cb = b
+        .follow_to(&start, &rp.url(&format!("/federation/{UPSTREAM}/callback")))
+        .await;
+    let r = b.get(&cb).await;
+    assert_user_page(&r, NODE_SECRET);
     let proxy_addr = proxy_url.trim_start_matches("http://");
+    let t = rp.engine().diagnostics.traces.get(&r.request_id).unwrap();
     assert_failure(
-        &s.trace(&r.request_id),
+        &t,
         "TSR-PROXY-403",
         &format!(
-            "Exchanging authorization tokens with upstream 'corp' failed at token request: [TSR-PROXY-403] proxy {proxy_addr} answered CONNECT 127.0.0.1:{port} with \"403 Filtered\""
+            "Exchanging authorization tokens with upstream 'corp' failed at token request: [TSR-PROXY-403] proxy {proxy_addr} answered CONNECT localhost:{port} with \"403 Filtered\""
         ),
     );
-    let t = s.trace(&r.request_id);
     assert!(
-        t.remedy.as_deref().unwrap().contains("no_proxy"),
+        t.remedy.as_deref().unwrap().contains(&format!(
+            "allow CONNECT to localhost:{port} at the proxy {proxy_addr}"
+        )),
         "{:?}",
         t.remedy
     );
-    let _ = std::process::Command::new(dir.path().join("stop.sh")).status();
+    // Discovery really went through the proxy's tunnel (the same proxy, the issuer's host).
+    let log = std::fs::read_to_string(dir.path().join("tinyproxy.log")).unwrap();
+    assert!(
+        log.contains(&format!("127.0.0.1:{port}")),
+        "tinyproxy log:\n{log}"
+    );
+    drop(stop_proxy);
+}
+
+/// Stops a proxy started by [`start_proxy`] when dropped (also when the test fails).
+struct StopProxy(PathBuf);
+
+impl Drop for StopProxy {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.0).status();
+    }
+}
+
+/// Debian's Chromium (playwright-core) on the RP's real login page: the "Sign in with …"
+/// button (screenshot `tests/artifacts/login-upstream.png`), the upstream Tessera's own login
+/// page (on `localhost`, so the two servers do not share cookies), and back to the application.
+///
+/// The application's redirect URI is on the RP's origin. Chromium applies the upstream login
+/// page's CSP `form-action` to the whole redirect chain of the password POST (upstream /login →
+/// RP callback → application): an application on a third origin is blocked there
+/// ("Sending form data to '…/login' violates … form-action 'self' <RP origin>"). Open issue for
+/// the RP side (answer the callback with a page instead of a third redirect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_signs_in_through_the_upstream_button() {
+    let Some(node) = node() else { return };
+    let chromium = std::env::var_os("TESSERA_TEST_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let Some(chromium) = tool(chromium, "chromium") else {
+        return;
+    };
+    let s = setup_with(
+        Options {
+            localhost: true,
+            ..Options::default()
+        },
+        Options::default(),
+    )
+    .await;
+    s.install(s.raw());
+    s.trace_on();
+    let redirect = s.rp.url("/app/cb");
+    let app = app_client(&s.rp, &redirect).await;
+    let profile = tempfile::tempdir().unwrap();
+    let dir = interop_dir();
+    let env: Vec<(&str, String)> = vec![
+        ("RP_ISSUER", s.rp.base_url.clone()),
+        ("UPSTREAM_ISSUER", s.upstream.base_url.clone()),
+        ("CLIENT_ID", app.client_id.clone()),
+        ("REDIRECT_URI", redirect.clone()),
+        ("BUTTON", "Sign in with Corporate SSO".into()),
+        ("TEST_USERNAME", "alice".into()),
+        ("TEST_PASSWORD", "alice-upstream-pw".into()),
+        ("CHROMIUM", chromium.display().to_string()),
+        ("ARTIFACTS", artifacts_dir().display().to_string()),
+        ("USER_DATA_DIR", profile.path().display().to_string()),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(node)
+            .arg(dir.join("node/browser_upstream_login.mjs"))
+            .current_dir(&dir)
+            .envs(env)
+            .output()
+            .expect("run browser_upstream_login.mjs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser_upstream_login.mjs failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(result["ok"], true, "{result}");
+    let back = result["callback"].as_str().unwrap();
+    assert!(back.starts_with(&redirect), "{back}");
+    assert!(back.contains("code="), "{back}");
+    assert!(artifacts_dir().join("login-upstream.png").exists());
+    let user =
+        s.rp.store()
+            .get_user("alice")
+            .await
+            .unwrap()
+            .expect("JIT user");
+    assert_eq!(user.email.as_deref(), Some("alice@example.com"));
 }

@@ -12,6 +12,7 @@ mod support;
 mod assertions;
 mod chain;
 mod cli;
+mod diagnostics;
 mod federation;
 mod harness;
 mod lockout;

@@ -42,6 +42,10 @@ pub struct Options {
     pub postgres: bool,
     /// A clock the test controls (key rotation, expiry); default: the system clock.
     pub clock: Option<ManualClock>,
+    /// Issuer `http://localhost:PORT` instead of `http://127.0.0.1:PORT` (still bound to
+    /// 127.0.0.1): a browser keeps cookies per host, not per port, so two servers a browser
+    /// visits in one flow need different host names.
+    pub localhost: bool,
 }
 
 /// A client created for a test, with its plaintext secret.
@@ -102,7 +106,11 @@ impl TestServer {
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
-        let issuer = config.issuer_for(addr);
+        let issuer = if options.localhost {
+            format!("http://localhost:{}", addr.port())
+        } else {
+            config.issuer_for(addr)
+        };
         let clock: SharedClock = match &options.clock {
             Some(c) => Arc::new(c.clone()),
             None => Arc::new(SystemClock),
