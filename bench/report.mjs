@@ -21,9 +21,10 @@ for (const key of keys) {
   comparisons.push({
     scenario,
     concurrency: Number(c),
-    tessera: t && { rps: t.rps, p50_ms: t.p50_ms, p99_ms: t.p99_ms, non2xx: t.non2xx },
-    peer: p && { rps: p.rps, p50_ms: p.p50_ms, p99_ms: p.p99_ms, non2xx: p.non2xx },
+    tessera: t && { rps: t.rps, p50_ms: t.p50_ms, p99_ms: t.p99_ms, non2xx: t.non2xx, cpu_share: t.server_cpu_share, rps_per_cpu: t.rps_per_server_cpu },
+    peer: p && { rps: p.rps, p50_ms: p.p50_ms, p99_ms: p.p99_ms, non2xx: p.non2xx, cpu_share: p.server_cpu_share, rps_per_cpu: p.rps_per_server_cpu },
     rps_ratio: t && p ? t.rps / p.rps : null,
+    per_cpu_ratio: t?.rps_per_server_cpu && p?.rps_per_server_cpu ? t.rps_per_server_cpu / p.rps_per_server_cpu : null,
     p99_ratio: t && p ? t.p99_ms / p.p99_ms : null,
   });
 }
@@ -45,6 +46,12 @@ lines.push(`${'scenario'.padEnd(20)} ${pad('conc', 4)} ${pad('Tessera req/s', 13
 for (const c of comparisons) {
   lines.push(`${c.scenario.padEnd(20)} ${pad(c.concurrency, 4)} ${pad(fmt(c.tessera?.rps), 13)} ${pad(fmt(c.peer?.rps), 11)} ${pad(c.rps_ratio === null ? '—' : `${fmt(c.rps_ratio, 2)}×`, 6)} ${pad(fmt(c.tessera?.p50_ms, 2), 9)} ${pad(fmt(c.peer?.p50_ms, 2), 9)} ${pad(fmt(c.tessera?.p99_ms, 2), 9)} ${pad(fmt(c.peer?.p99_ms, 2), 9)} ${pad(c.p99_ratio === null ? '—' : fmt(c.p99_ratio, 2), 8)}`);
 }
+lines.push('');
+lines.push('Requests per CPU second of the server (CPU time of all its threads during the run; "share" = CPU seconds per second)');
+lines.push(`${'scenario'.padEnd(20)} ${pad('conc', 4)} ${pad('T share', 8)} ${pad('P share', 8)} ${pad('T req/CPU-s', 12)} ${pad('P req/CPU-s', 12)} ${pad('ratio', 7)}`);
+for (const c of comparisons) {
+  lines.push(`${c.scenario.padEnd(20)} ${pad(c.concurrency, 4)} ${pad(fmt(c.tessera?.cpu_share, 2), 8)} ${pad(fmt(c.peer?.cpu_share, 2), 8)} ${pad(fmt(c.tessera?.rps_per_cpu), 12)} ${pad(fmt(c.peer?.rps_per_cpu), 12)} ${pad(c.per_cpu_ratio === null ? '—' : `${fmt(c.per_cpu_ratio, 2)}×`, 7)}`);
+}
 const mib = (k) => (k / 1024).toFixed(1);
 lines.push('');
 lines.push(`RSS (MiB)     ${pad('Tessera', 8)} ${pad('peer', 8)} ${pad('T/P', 6)}`);
@@ -57,7 +64,7 @@ for (const c of comparisons.filter((x) => x.rps_ratio !== null)) {
   const rpsOk = c.rps_ratio >= TARGET_RPS_RATIO;
   const p99Ok = c.p99_ratio < 1;
   verdicts.push({ scenario: c.scenario, concurrency: c.concurrency, rps_ratio_met: rpsOk, p99_lower: p99Ok });
-  lines.push(`target ${c.scenario} c=${c.concurrency}: req/s ratio ${fmt(c.rps_ratio, 2)}× (≥ ${TARGET_RPS_RATIO}× ${rpsOk ? 'met' : 'MISSED'}), p99 ${p99Ok ? 'lower' : 'NOT lower'}`);
+  lines.push(`target ${c.scenario} c=${c.concurrency}: req/s ratio ${fmt(c.rps_ratio, 2)}× (≥ ${TARGET_RPS_RATIO}× ${rpsOk ? 'met' : 'MISSED'}), per CPU-s ${fmt(c.per_cpu_ratio, 2)}×, p99 ${p99Ok ? 'lower' : 'NOT lower'}`);
 }
 for (const r of invalid) {
   lines.push(`INVALID ${r.scenario} c=${r.concurrency} ${r.server}: ${r.non2xx} non-2xx responses${r.exhausted ? ', assertions ran out' : ''} — its figures do not measure token issuance`);

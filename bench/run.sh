@@ -22,14 +22,17 @@
 #      from bench/package-lock.json into bench/node_modules) and `wrk` (Debian package, via
 #      apt-get when missing);
 #   2. starts both servers on free 127.0.0.1 ports, BOTH pinned to CPU 0 (`taskset -c 0`);
-#      the load generator (wrk or bench/loadgen) is pinned to CPU 1. Tessera gets a temporary
+#      the load generator (wrk or bench/loadgen) is pinned to CPU 1. Tessera runs with
+#      TESSERA_LOG=warn (no per-request logging either way) and gets a temporary
 #      data directory (embedded SQLite) and a config issuing ES256 JWT access tokens;
 #      bench/peer/server.mjs configures node-oidc-provider the same way;
 #   3. for each scenario, concurrency and server: a warm-up run, then the measured run;
 #      any non-2xx response fails the whole run (a sample response is printed; the other
 #      runs still complete so the report is whole, and the exit status is 1);
-#   4. records idle RSS (after start) and peak RSS (VmHWM) of both servers, prints a table
-#      with the Tessera/peer ratios and writes bench/results/latest.json.
+#   4. records idle RSS (after start) and peak RSS (VmHWM) of both servers and, for every
+#      measured run, the CPU time the server used (all its threads) — requests per CPU second is
+#      the figure other load on a shared machine disturbs least; prints a table with the
+#      Tessera/peer ratios of both and writes bench/results/latest.json.
 #
 # Scenarios:
 #   cc-basic            client_credentials + client_secret_basic (wrk, bench/wrk/client_credentials.lua)
@@ -121,6 +124,9 @@ free_port() {
 }
 # json FILE EXPR: evaluate a JS expression over the parsed JSON file (bound to `j`).
 json() { node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); const v=('"$2"'); console.log(typeof v==="object"?JSON.stringify(v):v)' "$1"; }
+# CPU seconds used so far by every thread of a process (scheduler statistics, ns precision).
+cpu_s() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ns += $1} END {printf "%.6f", ns / 1e9}'; }
+server_pid() { [[ $1 == tessera ]] && echo "$T_PID" || echo "$P_PID"; }
 rss_kib() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"; }
 wait_http() { # URL PID LOGFILE
   local i
@@ -174,7 +180,7 @@ if needs_loadgen; then
 fi
 
 log "starting Tessera on $T_ISSUER (CPU 0)"
-taskset -c 0 "$TESSERA_BIN" --config "$WORK/tessera.toml" --data-dir "$T_DATA" serve >"$WORK/tessera.log" 2>&1 &
+TESSERA_LOG=warn taskset -c 0 "$TESSERA_BIN" --config "$WORK/tessera.toml" --data-dir "$T_DATA" serve >"$WORK/tessera.log" 2>&1 &
 T_PID=$!
 PIDS+=("$T_PID")
 wait_http "$T_ISSUER/.well-known/openid-configuration" "$T_PID" "$WORK/tessera.log"
@@ -212,8 +218,12 @@ check_token peer "$P_ISSUER/token"
 wrk_run() { # SCENARIO SERVER URL CONCURRENCY
   local scenario=$1 server=$2 url=$3 c=$4 out="$WORK/wrk-$2-$4.txt"
   taskset -c 1 wrk -t2 -c"$c" -d"${WARMUP}s" -s "$BENCH_DIR/wrk/client_credentials.lua" "$url" -- "$BASIC" "$SCOPE" >/dev/null
+  local pid cpu0 cpu1
+  pid=$(server_pid "$server")
+  cpu0=$(cpu_s "$pid")
   taskset -c 1 wrk -t2 -c"$c" -d"${DURATION}s" --latency -s "$BENCH_DIR/wrk/client_credentials.lua" "$url" -- "$BASIC" "$SCOPE" >"$out"
-  awk -v scenario="$scenario" -v server="$server" -v c="$c" '
+  cpu1=$(cpu_s "$pid")
+  awk -v scenario="$scenario" -v server="$server" -v c="$c" -v cpu="$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN {print b - a}')" '
     function ms(v) {
       if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
       if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
@@ -228,13 +238,14 @@ wrk_run() { # SCENARIO SERVER URL CONCURRENCY
     /Non-2xx or 3xx responses:/ { non2xx = $NF }
     /Socket errors:/ { errors = $4 + $6 + $8 + $10; gsub(/,/, "", errors) }
     END {
-      printf "{\"scenario\":\"%s\",\"server\":\"%s\",\"concurrency\":%d,\"tool\":\"wrk\",\"requests\":%d,\"seconds\":%s,\"rps\":%s,\"p50_ms\":%s,\"p90_ms\":%s,\"p99_ms\":%s,\"non2xx\":%d,\"errors\":%d}\n",
-        scenario, server, c, requests, secs + 0, rps + 0, p50 + 0, p90 + 0, p99 + 0, non2xx + 0, errors + 0
+      printf "{\"scenario\":\"%s\",\"server\":\"%s\",\"concurrency\":%d,\"tool\":\"wrk\",\"requests\":%d,\"seconds\":%s,\"rps\":%s,\"p50_ms\":%s,\"p90_ms\":%s,\"p99_ms\":%s,\"non2xx\":%d,\"errors\":%d,\"server_cpu_s\":%s,\"server_cpu_share\":%s,\"rps_per_server_cpu\":%s}\n",
+        scenario, server, c, requests, secs + 0, rps + 0, p50 + 0, p90 + 0, p99 + 0, non2xx + 0, errors + 0,
+        cpu + 0, (secs > 0 ? cpu / secs : 0), (cpu > 0 ? requests / cpu : 0)
     }' "$out" >>"$RESULTS"
   local last non2xx
   last=$(tail -n1 "$RESULTS")
   non2xx=$(node -e 'console.log(JSON.parse(process.argv[1]).non2xx)' "$last")
-  printf '    %-8s c=%-3s %s\n' "$server" "$c" "$(node -e 'const r=JSON.parse(process.argv[1]); console.log(`${r.rps.toFixed(0)} req/s  p50 ${r.p50_ms} ms  p99 ${r.p99_ms} ms  non-2xx ${r.non2xx}  socket errors ${r.errors}`)' "$last")" >&2
+  printf '    %-8s c=%-3s %s\n' "$server" "$c" "$(node -e 'const r=JSON.parse(process.argv[1]); console.log(`${r.rps.toFixed(0)} req/s  p50 ${r.p50_ms} ms  p99 ${r.p99_ms} ms  non-2xx ${r.non2xx}  socket errors ${r.errors}  server CPU ${r.server_cpu_share.toFixed(2)} → ${r.rps_per_server_cpu.toFixed(0)} req per CPU-s`)' "$last")" >&2
   if [[ "$non2xx" != 0 ]]; then
     # Replay the same load briefly with a script that prints the first non-2xx response.
     echo "    sample of the non-2xx responses ($server, c=$c):" >&2
@@ -249,13 +260,16 @@ loadgen_run() { # SCENARIO SERVER URL CONCURRENCY MODE AUD [extra loadgen flags�
   shift 6
   # Warm-up and measurement are one loadgen run: it discards the first WARMUP seconds.
   # Enough assertions for ASSERTION_RATE req/s over warm-up + run; raise it if they run out.
-  taskset -c 1 "$LOADGEN_BIN" run --url "$url" --mode "$mode" --aud "$aud" --concurrency "$c" \
+  # Unpinned while it pre-signs (on every CPU: the servers are idle then), then it pins itself
+  # to CPU 1 before the first request.
+  "$LOADGEN_BIN" run --url "$url" --mode "$mode" --aud "$aud" --concurrency "$c" \
     --duration "$DURATION" --warmup "$WARMUP" --scope "$SCOPE" --json "$out" \
+    --pin-cpu 1 --server-pid "$(server_pid "$server")" \
     --assertions $(( ASSERTION_RATE * (DURATION + WARMUP) )) "$@" >/dev/null || rc=$?
   [[ -s "$out" ]] || die "load generator failed ($scenario, $server, c=$c)"
   node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); Object.assign(r,{scenario:process.argv[2],server:process.argv[3]}); console.log(JSON.stringify(r))' \
     "$out" "$scenario" "$server" >>"$RESULTS"
-  printf '    %-8s c=%-3s %s\n' "$server" "$c" "$(json "$out" '`${j.rps.toFixed(0)} req/s  p50 ${j.p50_ms} ms  p99 ${j.p99_ms} ms  non-2xx ${j.non2xx}  errors ${j.errors}`')" >&2
+  printf '    %-8s c=%-3s %s\n' "$server" "$c" "$(json "$out" '`${j.rps.toFixed(0)} req/s  p50 ${j.p50_ms} ms  p99 ${j.p99_ms} ms  non-2xx ${j.non2xx}  errors ${j.errors}  server CPU ${(j.server_cpu_share??0).toFixed(2)} → ${(j.rps_per_server_cpu??0).toFixed(0)} req per CPU-s`')" >&2
   case $rc in
     0) ;;
     3) FAILURES+=("the load generator ran out of pre-signed assertions ($scenario, $server, c=$c)") ;;

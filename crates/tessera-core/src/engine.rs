@@ -46,7 +46,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("issuer", &self.settings.issuer).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("issuer", &self.settings.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -127,7 +129,9 @@ impl Engine {
 
     /// RFC 8707 `resource` → access token audience (absolute URI without fragment).
     pub fn resource_audience(&self, params: &Params) -> OAuthResult<Option<String>> {
-        let Some(resource) = params.get("resource") else { return Ok(None) };
+        let Some(resource) = params.get("resource") else {
+            return Ok(None);
+        };
         match url::Url::parse(resource) {
             Ok(u) if u.fragment().is_none() => Ok(Some(resource.to_owned())),
             _ => Err(OAuthError::new(
@@ -204,11 +208,7 @@ impl Engine {
                     .into(),
             );
         };
-        let client = match self
-            .client(client_id)
-            .await
-            .map_err(OAuthError::from)?
-        {
+        let client = match self.client(client_id).await.map_err(OAuthError::from)? {
             Some(c) if !c.disabled => c,
             Some(_) => {
                 return Err(OAuthError::invalid_client("client authentication failed")
@@ -294,7 +294,9 @@ impl Engine {
         {
             None
         } else {
-            let c = self.authenticate_client(&presented, Endpoint::Token, ctx).await?;
+            let c = self
+                .authenticate_client(&presented, Endpoint::Token, ctx)
+                .await?;
             if !c.client.allows_grant(gt) {
                 return Err(OAuthError::unauthorized_client(format!(
                     "client '{}' is not allowed to use grant_type '{gt}'",
@@ -305,9 +307,18 @@ impl Engine {
         };
         let now = self.now();
         match (gt, client) {
-            (grant_type::CLIENT_CREDENTIALS, Some(c)) => self.grant_client_credentials(&c.client, params, now).await,
+            (grant_type::CLIENT_CREDENTIALS, Some(c)) => {
+                self.grant_client_credentials(&c.client, params, now).await
+            }
             (grant_type::JWT_BEARER, c) => {
-                crate::assertion::grant_jwt_bearer(self, c.as_ref().map(|c| &c.client), params, ctx, now).await
+                crate::assertion::grant_jwt_bearer(
+                    self,
+                    c.as_ref().map(|c| &c.client),
+                    params,
+                    ctx,
+                    now,
+                )
+                .await
             }
             (grant_type::AUTHORIZATION_CODE, Some(c)) => {
                 crate::interactive::grant_authorization_code(self, &c.client, params, now).await
@@ -315,7 +326,9 @@ impl Engine {
             (grant_type::REFRESH_TOKEN, Some(c)) => {
                 crate::interactive::grant_refresh_token(self, &c.client, params, now).await
             }
-            _ => Err(OAuthError::invalid_client("client authentication is required")),
+            _ => Err(OAuthError::invalid_client(
+                "client authentication is required",
+            )),
         }
     }
 }

@@ -145,7 +145,9 @@ impl OAuthError {
     pub fn temporarily_unavailable(cause: impl fmt::Display) -> Self {
         Self {
             code: ErrorCode::TemporarilyUnavailable,
-            description: Some(Cow::Borrowed("the service is temporarily unavailable, try again later")),
+            description: Some(Cow::Borrowed(
+                "the service is temporarily unavailable, try again later",
+            )),
             cause: Some(cause.to_string()),
             challenge: None,
         }

@@ -82,7 +82,12 @@ fn seal_context(kid: &str) -> String {
 
 impl KeyManager {
     /// `prepublish` = JWKS max-age; `retain_after_retire` = longest token lifetime + max-age.
-    pub fn new(master: MasterKey, rotation_period: u64, prepublish: u64, retain_after_retire: u64) -> Self {
+    pub fn new(
+        master: MasterKey,
+        rotation_period: u64,
+        prepublish: u64,
+        retain_after_retire: u64,
+    ) -> Self {
         Self {
             master,
             cache: RwLock::new(KeyCache::default()),
@@ -93,19 +98,35 @@ impl KeyManager {
     }
 
     fn load_record(&self, record: KeyRecord) -> Result<LoadedKey, KeyError> {
-        let invalid = |reason: String| KeyError::Invalid { kid: record.kid.clone(), reason };
-        let alg: Algorithm = record.alg.parse().map_err(|_| invalid(format!("unknown alg {}", record.alg)))?;
+        let invalid = |reason: String| KeyError::Invalid {
+            kid: record.kid.clone(),
+            reason,
+        };
+        let alg: Algorithm = record
+            .alg
+            .parse()
+            .map_err(|_| invalid(format!("unknown alg {}", record.alg)))?;
         let der = self
             .master
             .unseal(&record.private_sealed, &seal_context(&record.kid))
             .map_err(|e| invalid(e.to_string()))?;
-        let signer = SigningKey::from_pkcs8_der(alg, record.kid.clone(), &der).map_err(|e| invalid(e.to_string()))?;
+        let signer = SigningKey::from_pkcs8_der(alg, record.kid.clone(), &der)
+            .map_err(|e| invalid(e.to_string()))?;
         let verifier = signer.verifying_key();
-        Ok(LoadedKey { record, alg, signer: Arc::new(signer), verifier: Arc::new(verifier) })
+        Ok(LoadedKey {
+            record,
+            alg,
+            signer: Arc::new(signer),
+            verifier: Arc::new(verifier),
+        })
     }
 
     /// Re-read every key from the store. Keys that fail to load are reported, not fatal.
-    pub async fn reload(&self, store: &dyn Store, now: UnixTime) -> Result<Vec<KeyError>, KeyError> {
+    pub async fn reload(
+        &self,
+        store: &dyn Store,
+        now: UnixTime,
+    ) -> Result<Vec<KeyError>, KeyError> {
         let records = store.list_keys().await?;
         let mut keys = Vec::with_capacity(records.len());
         let mut errors = Vec::new();
@@ -119,7 +140,10 @@ impl KeyManager {
             }
         }
         if let Ok(mut c) = self.cache.write() {
-            *c = KeyCache { keys, loaded_at: now };
+            *c = KeyCache {
+                keys,
+                loaded_at: now,
+            };
         }
         Ok(errors)
     }
@@ -136,12 +160,14 @@ impl KeyManager {
         activate_at: UnixTime,
     ) -> Result<String, KeyError> {
         let kid = random_token().map_err(|e| KeyError::Generate(e.to_string()))?[..16].to_owned();
-        let key = SigningKey::generate(alg, kid.clone()).map_err(|e| KeyError::Generate(e.to_string()))?;
+        let key = SigningKey::generate(alg, kid.clone())
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
         let sealed = self
             .master
             .seal(&key.to_pkcs8_der(), &seal_context(&kid))
             .map_err(|e| KeyError::Generate(e.to_string()))?;
-        let public_jwk = serde_json::to_value(key.public_jwk()).map_err(|e| KeyError::Generate(e.to_string()))?;
+        let public_jwk = serde_json::to_value(key.public_jwk())
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
         store
             .insert_key(&KeyRecord {
                 kid: kid.clone(),
@@ -160,18 +186,23 @@ impl KeyManager {
 
     /// Make sure every alg in `algs` has a signing key (first start: one active at once), and
     /// rotate keys older than the rotation period. Returns the kids created.
-    pub async fn ensure(&self, store: &dyn Store, algs: &[Algorithm], now: UnixTime) -> Result<Vec<String>, KeyError> {
+    pub async fn ensure(
+        &self,
+        store: &dyn Store,
+        algs: &[Algorithm],
+        now: UnixTime,
+    ) -> Result<Vec<String>, KeyError> {
         self.reload(store, now).await?;
         let mut created = Vec::new();
         for &alg in algs {
             let (has_signer, has_pending, due) = {
                 let cache = self.cache.read().map_err(|_| KeyError::NoActiveKey(alg))?;
                 let active = Self::active_of(&cache.keys, alg, now);
-                let pending = cache
-                    .keys
-                    .iter()
-                    .any(|k| k.alg == alg && k.record.activate_at > now && k.record.retire_at.is_none());
-                let due = active.is_some_and(|k| k.record.activate_at + self.rotation_period as i64 <= now);
+                let pending = cache.keys.iter().any(|k| {
+                    k.alg == alg && k.record.activate_at > now && k.record.retire_at.is_none()
+                });
+                let due = active
+                    .is_some_and(|k| k.record.activate_at + self.rotation_period as i64 <= now);
                 (active.is_some(), pending, due)
             };
             if !has_signer {
@@ -188,7 +219,12 @@ impl KeyManager {
 
     /// Staged rotation: publish a new key now, let it sign after `prepublish`; retire the
     /// current signer then, and unpublish it after `retain_after_retire`.
-    pub async fn rotate(&self, store: &dyn Store, alg: Algorithm, now: UnixTime) -> Result<String, KeyError> {
+    pub async fn rotate(
+        &self,
+        store: &dyn Store,
+        alg: Algorithm,
+        now: UnixTime,
+    ) -> Result<String, KeyError> {
         self.reload(store, now).await?;
         let activate_at = now + self.prepublish as i64;
         let current: Vec<String> = {
@@ -203,7 +239,11 @@ impl KeyManager {
         let kid = self.create_key(store, alg, now, activate_at).await?;
         for old in current {
             store
-                .update_key_schedule(&old, Some(activate_at), Some(activate_at + self.retain_after_retire as i64))
+                .update_key_schedule(
+                    &old,
+                    Some(activate_at),
+                    Some(activate_at + self.retain_after_retire as i64),
+                )
                 .await?;
         }
         self.reload(store, now).await?;
@@ -213,7 +253,9 @@ impl KeyManager {
     fn active_of(keys: &[LoadedKey], alg: Algorithm, now: UnixTime) -> Option<&LoadedKey> {
         keys.iter()
             .filter(|k| {
-                k.alg == alg && k.record.activate_at <= now && k.record.retire_at.is_none_or(|t| t > now)
+                k.alg == alg
+                    && k.record.activate_at <= now
+                    && k.record.retire_at.is_none_or(|t| t > now)
             })
             .max_by(|a, b| {
                 (a.record.activate_at, &a.record.kid).cmp(&(b.record.activate_at, &b.record.kid))
@@ -246,7 +288,9 @@ impl KeyManager {
             .map(|c| {
                 c.keys
                     .iter()
-                    .filter(|k| k.record.publish_at <= now && k.record.remove_at.is_none_or(|t| t > now))
+                    .filter(|k| {
+                        k.record.publish_at <= now && k.record.remove_at.is_none_or(|t| t > now)
+                    })
                     .map(|k| k.record.public_jwk.clone())
                     .collect()
             })
@@ -255,7 +299,9 @@ impl KeyManager {
     }
 
     pub fn status(&self, now: UnixTime) -> Vec<KeyStatus> {
-        let Ok(cache) = self.cache.read() else { return Vec::new() };
+        let Ok(cache) = self.cache.read() else {
+            return Vec::new();
+        };
         let mut active: BTreeMap<Algorithm, String> = BTreeMap::new();
         for k in &cache.keys {
             if let Some(a) = Self::active_of(&cache.keys, k.alg, now) {
@@ -292,7 +338,9 @@ impl KeyManager {
 
     /// Algorithms this node can sign with now.
     pub fn signing_algs(&self, now: UnixTime) -> Vec<Algorithm> {
-        let Ok(cache) = self.cache.read() else { return Vec::new() };
+        let Ok(cache) = self.cache.read() else {
+            return Vec::new();
+        };
         let mut algs: Vec<Algorithm> = cache
             .keys
             .iter()

@@ -40,7 +40,10 @@ impl AuthMethod {
     }
     /// Methods that use a shared secret issued by this server.
     pub fn uses_secret(self) -> bool {
-        matches!(self, Self::ClientSecretBasic | Self::ClientSecretPost | Self::ClientSecretJwt)
+        matches!(
+            self,
+            Self::ClientSecretBasic | Self::ClientSecretPost | Self::ClientSecretJwt
+        )
     }
 }
 
@@ -208,7 +211,9 @@ pub enum CodeRedemption {
     /// First use: the code is now consumed.
     Redeemed(AuthCode),
     /// The code was already used (RFC 6749 §4.1.2: deny and revoke the grant).
-    AlreadyUsed { grant_id: String },
+    AlreadyUsed {
+        grant_id: String,
+    },
     NotFound,
 }
 
@@ -231,7 +236,9 @@ pub enum RefreshRotation {
     /// The old token is now spent and the new one stored.
     Rotated(RefreshToken),
     /// The old token had already been spent: reuse detected (revoke the family).
-    Reused { grant_id: String },
+    Reused {
+        grant_id: String,
+    },
     NotFound,
 }
 

@@ -33,7 +33,8 @@ pub const CLIENT_ASSERTION_ALGS: [Algorithm; 9] = [
     Algorithm::PS384,
     Algorithm::PS512,
 ];
-pub const CLIENT_SECRET_JWT_ALGS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+pub const CLIENT_SECRET_JWT_ALGS: [Algorithm; 3] =
+    [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
 /// ID token algorithms this server can sign with.
 pub const ID_TOKEN_ALGS: [Algorithm; 3] = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
 
@@ -44,16 +45,23 @@ fn is_loopback_host(host: &str) -> bool {
 /// A redirect URI: absolute, no fragment (RFC 6749 §3.1.2), https — or http on loopback, or a
 /// private-use scheme for native apps (RFC 8252 §7).
 pub fn validate_redirect_uri(uri: &str, native: bool, allow_http: bool) -> OAuthResult<()> {
-    let parsed = url::Url::parse(uri).map_err(|_| bad_redirect(format!("redirect URI '{uri}' is not an absolute URI")))?;
+    let parsed = url::Url::parse(uri)
+        .map_err(|_| bad_redirect(format!("redirect URI '{uri}' is not an absolute URI")))?;
     if parsed.fragment().is_some() {
-        return Err(bad_redirect(format!("redirect URI '{uri}' must not contain a fragment")));
+        return Err(bad_redirect(format!(
+            "redirect URI '{uri}' must not contain a fragment"
+        )));
     }
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if is_loopback_host(parsed.host_str().unwrap_or_default()) || allow_http => Ok(()),
-        "http" => Err(bad_redirect(format!("redirect URI '{uri}' must use https (http is allowed only on loopback)"))),
+        "http" => Err(bad_redirect(format!(
+            "redirect URI '{uri}' must use https (http is allowed only on loopback)"
+        ))),
         s if native && s.contains('.') => Ok(()),
-        "javascript" | "data" | "file" | "vbscript" => Err(bad_redirect(format!("redirect URI scheme of '{uri}' is not allowed"))),
+        "javascript" | "data" | "file" | "vbscript" => Err(bad_redirect(format!(
+            "redirect URI scheme of '{uri}' is not allowed"
+        ))),
         _ => Err(bad_redirect(format!(
             "redirect URI '{uri}': custom schemes need application_type 'native' and a reverse-domain scheme"
         ))),
@@ -73,7 +81,11 @@ fn string_list(meta: &Map<String, Value>, name: &str) -> OAuthResult<Option<Vec<
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| bad_meta(format!("{name} must be an array of strings"))))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| bad_meta(format!("{name} must be an array of strings")))
+            })
             .collect::<OAuthResult<Vec<_>>>()
             .map(Some),
         Some(_) => Err(bad_meta(format!("{name} must be an array of strings"))),
@@ -81,9 +93,14 @@ fn string_list(meta: &Map<String, Value>, name: &str) -> OAuthResult<Option<Vec<
 }
 
 fn https_uri(meta: &Map<String, Value>, name: &str) -> OAuthResult<Option<String>> {
-    let Some(v) = string_field(meta, name)? else { return Ok(None) };
+    let Some(v) = string_field(meta, name)? else {
+        return Ok(None);
+    };
     match url::Url::parse(&v) {
-        Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback_host(u.host_str().unwrap_or_default())) => {
+        Ok(u)
+            if u.scheme() == "https"
+                || (u.scheme() == "http" && is_loopback_host(u.host_str().unwrap_or_default())) =>
+        {
             Ok(Some(v))
         }
         _ => Err(bad_meta(format!("{name} must be an https URL"))),
@@ -92,8 +109,13 @@ fn https_uri(meta: &Map<String, Value>, name: &str) -> OAuthResult<Option<String
 
 /// Build a client from RFC 7591 metadata, applying defaults and every consistency rule.
 /// Secrets and ids are not set here.
-pub fn client_from_metadata(meta: &Value, settings: &crate::settings::Settings) -> OAuthResult<Client> {
-    let Value::Object(meta) = meta else { return Err(bad_meta("client metadata must be a JSON object")) };
+pub fn client_from_metadata(
+    meta: &Value,
+    settings: &crate::settings::Settings,
+) -> OAuthResult<Client> {
+    let Value::Object(meta) = meta else {
+        return Err(bad_meta("client metadata must be a JSON object"));
+    };
     let application_type = string_field(meta, "application_type")?.unwrap_or_else(|| "web".into());
     if application_type != "web" && application_type != "native" {
         return Err(bad_meta("application_type must be 'web' or 'native'"));
@@ -102,12 +124,22 @@ pub fn client_from_metadata(meta: &Value, settings: &crate::settings::Settings) 
 
     let method = match string_field(meta, "token_endpoint_auth_method")? {
         None => AuthMethod::ClientSecretBasic,
-        Some(m) => AuthMethod::parse(&m).ok_or_else(|| bad_meta(format!("token_endpoint_auth_method '{m}' is not supported")))?,
+        Some(m) => AuthMethod::parse(&m).ok_or_else(|| {
+            bad_meta(format!("token_endpoint_auth_method '{m}' is not supported"))
+        })?,
     };
     // RFC 7591 §2: defaults are ["authorization_code"] and ["code"].
-    let grant_types = string_list(meta, "grant_types")?.unwrap_or_else(|| vec![grant_type::AUTHORIZATION_CODE.into()]);
+    let grant_types = string_list(meta, "grant_types")?
+        .unwrap_or_else(|| vec![grant_type::AUTHORIZATION_CODE.into()]);
     let response_types = string_list(meta, "response_types")?.unwrap_or_else(|| {
-        if grant_types.iter().any(|g| g == grant_type::AUTHORIZATION_CODE) { vec!["code".into()] } else { vec![] }
+        if grant_types
+            .iter()
+            .any(|g| g == grant_type::AUTHORIZATION_CODE)
+        {
+            vec!["code".into()]
+        } else {
+            vec![]
+        }
     });
     for g in &grant_types {
         if !grant_type::ALL.contains(&g.as_str()) {
@@ -116,26 +148,41 @@ pub fn client_from_metadata(meta: &Value, settings: &crate::settings::Settings) 
     }
     for r in &response_types {
         if r != "code" {
-            return Err(bad_meta(format!("response type '{r}' is not supported (only 'code')")));
+            return Err(bad_meta(format!(
+                "response type '{r}' is not supported (only 'code')"
+            )));
         }
     }
     // RFC 7591 §2.1: grant_types and response_types must agree.
-    let has_code_grant = grant_types.iter().any(|g| g == grant_type::AUTHORIZATION_CODE);
+    let has_code_grant = grant_types
+        .iter()
+        .any(|g| g == grant_type::AUTHORIZATION_CODE);
     if has_code_grant != response_types.iter().any(|r| r == "code") {
-        return Err(bad_meta("grant_types 'authorization_code' and response_types 'code' must be registered together"));
+        return Err(bad_meta(
+            "grant_types 'authorization_code' and response_types 'code' must be registered together",
+        ));
     }
-    if method == AuthMethod::None && grant_types.iter().any(|g| g == grant_type::CLIENT_CREDENTIALS) {
-        return Err(bad_meta("public clients (token_endpoint_auth_method 'none') cannot use client_credentials"));
+    if method == AuthMethod::None
+        && grant_types
+            .iter()
+            .any(|g| g == grant_type::CLIENT_CREDENTIALS)
+    {
+        return Err(bad_meta(
+            "public clients (token_endpoint_auth_method 'none') cannot use client_credentials",
+        ));
     }
 
     let redirect_uris = string_list(meta, "redirect_uris")?.unwrap_or_default();
     if has_code_grant && redirect_uris.is_empty() {
-        return Err(bad_redirect("redirect_uris is required for the authorization_code grant"));
+        return Err(bad_redirect(
+            "redirect_uris is required for the authorization_code grant",
+        ));
     }
     for u in &redirect_uris {
         validate_redirect_uri(u, native, settings.dangerous_allow_http_redirects)?;
     }
-    let post_logout_redirect_uris = string_list(meta, "post_logout_redirect_uris")?.unwrap_or_default();
+    let post_logout_redirect_uris =
+        string_list(meta, "post_logout_redirect_uris")?.unwrap_or_default();
     for u in &post_logout_redirect_uris {
         validate_redirect_uri(u, native, settings.dangerous_allow_http_redirects)?;
     }
@@ -147,12 +194,14 @@ pub fn client_from_metadata(meta: &Value, settings: &crate::settings::Settings) 
         return Err(bad_meta("jwks and jwks_uri must not both be present"));
     }
     if let Some(j) = &jwks {
-        let set: JwkSet = serde_json::from_value(j.clone()).map_err(|e| bad_meta(format!("jwks is not a JWK Set: {e}")))?;
+        let set: JwkSet = serde_json::from_value(j.clone())
+            .map_err(|e| bad_meta(format!("jwks is not a JWK Set: {e}")))?;
         if set.keys.is_empty() {
             return Err(bad_meta("jwks has no keys"));
         }
         for k in &set.keys {
-            k.to_verifying_key().map_err(|e| bad_meta(format!("jwks: {e}")))?;
+            k.to_verifying_key()
+                .map_err(|e| bad_meta(format!("jwks: {e}")))?;
         }
     }
     if method == AuthMethod::PrivateKeyJwt && jwks.is_none() && jwks_uri.is_none() {
@@ -161,7 +210,11 @@ pub fn client_from_metadata(meta: &Value, settings: &crate::settings::Settings) 
 
     let signing_alg = string_field(meta, "token_endpoint_auth_signing_alg")?;
     if let Some(a) = &signing_alg {
-        let alg: Algorithm = a.parse().map_err(|_| bad_meta(format!("token_endpoint_auth_signing_alg '{a}' is not supported")))?;
+        let alg: Algorithm = a.parse().map_err(|_| {
+            bad_meta(format!(
+                "token_endpoint_auth_signing_alg '{a}' is not supported"
+            ))
+        })?;
         let allowed: &[Algorithm] = match method {
             AuthMethod::PrivateKeyJwt => &CLIENT_ASSERTION_ALGS,
             AuthMethod::ClientSecretJwt => &CLIENT_SECRET_JWT_ALGS,
@@ -176,9 +229,13 @@ pub fn client_from_metadata(meta: &Value, settings: &crate::settings::Settings) 
     }
     let id_alg = string_field(meta, "id_token_signed_response_alg")?;
     if let Some(a) = &id_alg {
-        let ok = a.parse::<Algorithm>().is_ok_and(|alg| ID_TOKEN_ALGS.contains(&alg));
+        let ok = a
+            .parse::<Algorithm>()
+            .is_ok_and(|alg| ID_TOKEN_ALGS.contains(&alg));
         if !ok {
-            return Err(bad_meta(format!("id_token_signed_response_alg '{a}' is not supported")));
+            return Err(bad_meta(format!(
+                "id_token_signed_response_alg '{a}' is not supported"
+            )));
         }
     }
 
@@ -191,10 +248,15 @@ pub fn client_from_metadata(meta: &Value, settings: &crate::settings::Settings) 
             .map_err(|e| bad_meta(e.description.map(|d| d.into_owned()).unwrap_or_default()))?;
     }
     let backchannel_logout_uri = https_uri(meta, "backchannel_logout_uri")?;
-    let backchannel_logout_session_required = match meta.get("backchannel_logout_session_required") {
+    let backchannel_logout_session_required = match meta.get("backchannel_logout_session_required")
+    {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(bad_meta("backchannel_logout_session_required must be a boolean")),
+        Some(_) => {
+            return Err(bad_meta(
+                "backchannel_logout_session_required must be a boolean",
+            ));
+        }
     };
     Ok(Client {
         client_name: string_field(meta, "client_name")?,
@@ -234,19 +296,37 @@ pub fn client_metadata(client: &Client) -> Map<String, Value> {
     put("client_name", json!(client.client_name));
     put("redirect_uris", json!(client.redirect_uris));
     if !client.post_logout_redirect_uris.is_empty() {
-        put("post_logout_redirect_uris", json!(client.post_logout_redirect_uris));
+        put(
+            "post_logout_redirect_uris",
+            json!(client.post_logout_redirect_uris),
+        );
     }
     put("grant_types", json!(client.grant_types));
     put("response_types", json!(client.response_types));
-    put("token_endpoint_auth_method", json!(client.token_endpoint_auth_method.as_str()));
-    put("token_endpoint_auth_signing_alg", json!(client.token_endpoint_auth_signing_alg));
+    put(
+        "token_endpoint_auth_method",
+        json!(client.token_endpoint_auth_method.as_str()),
+    );
+    put(
+        "token_endpoint_auth_signing_alg",
+        json!(client.token_endpoint_auth_signing_alg),
+    );
     put("jwks", json!(client.jwks));
     put("jwks_uri", json!(client.jwks_uri));
     put("scope", json!(client.scope));
-    put("id_token_signed_response_alg", json!(client.id_token_signed_response_alg));
-    put("backchannel_logout_uri", json!(client.backchannel_logout_uri));
+    put(
+        "id_token_signed_response_alg",
+        json!(client.id_token_signed_response_alg),
+    );
+    put(
+        "backchannel_logout_uri",
+        json!(client.backchannel_logout_uri),
+    );
     if client.backchannel_logout_uri.is_some() {
-        put("backchannel_logout_session_required", json!(client.backchannel_logout_session_required));
+        put(
+            "backchannel_logout_session_required",
+            json!(client.backchannel_logout_session_required),
+        );
     }
     put("application_type", json!(client.application_type));
     if !client.contacts.is_empty() {
@@ -257,7 +337,10 @@ pub fn client_metadata(client: &Client) -> Map<String, Value> {
     put("policy_uri", json!(client.policy_uri));
     put("tos_uri", json!(client.tos_uri));
     if client.token_endpoint_auth_method.uses_secret() {
-        put("client_secret_expires_at", json!(client.client_secret_expires_at));
+        put(
+            "client_secret_expires_at",
+            json!(client.client_secret_expires_at),
+        );
     }
     m
 }
@@ -271,7 +354,11 @@ pub fn set_new_secret(engine: &Engine, client: &mut Client) -> OAuthResult<Strin
 }
 
 /// Store `secret` for `client`: its keyed hash, and for `client_secret_jwt` a sealed copy.
-pub fn set_secret(master: &MasterKey, client: &mut Client, secret: &str) -> Result<(), SecretError> {
+pub fn set_secret(
+    master: &MasterKey,
+    client: &mut Client,
+    secret: &str,
+) -> Result<(), SecretError> {
     client.secret_hash = Some(master.hash_client_secret(secret));
     client.secret_sealed = if client.token_endpoint_auth_method == AuthMethod::ClientSecretJwt {
         Some(master.seal(secret.as_bytes(), &client_secret_context(&client.client_id))?)
@@ -293,11 +380,17 @@ fn bearer_token(authorization: Option<&str>) -> Option<&str> {
 }
 
 fn invalid_token(msg: &'static str) -> OAuthError {
-    OAuthError::new(ErrorCode::InvalidToken, msg).with_challenge(Some(crate::error::AuthScheme::Bearer))
+    OAuthError::new(ErrorCode::InvalidToken, msg)
+        .with_challenge(Some(crate::error::AuthScheme::Bearer))
 }
 
 impl Engine {
-    fn registration_response(&self, client: &Client, secret: Option<String>, rat: Option<String>) -> Value {
+    fn registration_response(
+        &self,
+        client: &Client,
+        secret: Option<String>,
+        rat: Option<String>,
+    ) -> Value {
         let mut m = client_metadata(client);
         if let Some(s) = secret {
             m.insert("client_secret".into(), json!(s));
@@ -307,17 +400,31 @@ impl Engine {
         }
         m.insert(
             "registration_client_uri".into(),
-            json!(format!("{}{}/{}", self.settings.issuer, paths::REGISTER, client.client_id)),
+            json!(format!(
+                "{}{}/{}",
+                self.settings.issuer,
+                paths::REGISTER,
+                client.client_id
+            )),
         );
         Value::Object(m)
     }
 
     /// RFC 7591 §3: register a client. Guarded by the initial access token.
-    pub async fn register_client(&self, authorization: Option<&str>, metadata: &Value, now: UnixTime) -> OAuthResult<Value> {
+    pub async fn register_client(
+        &self,
+        authorization: Option<&str>,
+        metadata: &Value,
+        now: UnixTime,
+    ) -> OAuthResult<Value> {
         let Some(expected) = &self.settings.registration_initial_access_token else {
-            return Err(OAuthError::new(ErrorCode::AccessDenied, "dynamic client registration is disabled"));
+            return Err(OAuthError::new(
+                ErrorCode::AccessDenied,
+                "dynamic client registration is disabled",
+            ));
         };
-        let presented = bearer_token(authorization).ok_or_else(|| invalid_token("an initial access token is required"))?;
+        let presented = bearer_token(authorization)
+            .ok_or_else(|| invalid_token("an initial access token is required"))?;
         if !bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
             return Err(invalid_token("the initial access token is invalid"));
         }
@@ -337,8 +444,13 @@ impl Engine {
     }
 
     /// RFC 7592 §2: authenticate a management request by its registration access token.
-    async fn managed_client(&self, client_id: &str, authorization: Option<&str>) -> OAuthResult<Client> {
-        let token = bearer_token(authorization).ok_or_else(|| invalid_token("a registration access token is required"))?;
+    async fn managed_client(
+        &self,
+        client_id: &str,
+        authorization: Option<&str>,
+    ) -> OAuthResult<Client> {
+        let token = bearer_token(authorization)
+            .ok_or_else(|| invalid_token("a registration access token is required"))?;
         let hash = self.master.hash_token(token);
         match self.store.get_client(client_id).await? {
             Some(c)
@@ -353,7 +465,11 @@ impl Engine {
         }
     }
 
-    pub async fn read_registration(&self, client_id: &str, authorization: Option<&str>) -> OAuthResult<Value> {
+    pub async fn read_registration(
+        &self,
+        client_id: &str,
+        authorization: Option<&str>,
+    ) -> OAuthResult<Value> {
         let client = self.managed_client(client_id, authorization).await?;
         Ok(self.registration_response(&client, None, None))
     }
@@ -367,18 +483,32 @@ impl Engine {
         metadata: &Value,
     ) -> OAuthResult<Value> {
         let current = self.managed_client(client_id, authorization).await?;
-        let Value::Object(m) = metadata else { return Err(bad_meta("client metadata must be a JSON object")) };
+        let Value::Object(m) = metadata else {
+            return Err(bad_meta("client metadata must be a JSON object"));
+        };
         if m.get("client_id").and_then(Value::as_str) != Some(client_id) {
-            return Err(OAuthError::invalid_request("client_id in the body must match the client being updated"));
+            return Err(OAuthError::invalid_request(
+                "client_id in the body must match the client being updated",
+            ));
         }
         if let Some(s) = m.get("client_secret").and_then(Value::as_str) {
-            let ok = current.secret_hash.as_deref().is_some_and(|h| self.master.verify_client_secret(s, h));
+            let ok = current
+                .secret_hash
+                .as_deref()
+                .is_some_and(|h| self.master.verify_client_secret(s, h));
             if !ok {
                 return Err(bad_meta("client_secret does not match the current secret"));
             }
         }
         let mut stripped = m.clone();
-        for k in ["client_id", "client_secret", "registration_access_token", "registration_client_uri", "client_id_issued_at", "client_secret_expires_at"] {
+        for k in [
+            "client_id",
+            "client_secret",
+            "registration_access_token",
+            "registration_client_uri",
+            "client_id_issued_at",
+            "client_secret_expires_at",
+        ] {
             stripped.remove(k);
         }
         let mut updated = client_from_metadata(&Value::Object(stripped), &self.settings)?;
@@ -388,7 +518,10 @@ impl Engine {
         updated.registration_access_token_hash = current.registration_access_token_hash.clone();
         let mut new_secret = None;
         if updated.token_endpoint_auth_method.uses_secret() {
-            if current.secret_hash.is_some() && (updated.token_endpoint_auth_method != AuthMethod::ClientSecretJwt || current.secret_sealed.is_some()) {
+            if current.secret_hash.is_some()
+                && (updated.token_endpoint_auth_method != AuthMethod::ClientSecretJwt
+                    || current.secret_sealed.is_some())
+            {
                 updated.secret_hash = current.secret_hash.clone();
                 updated.secret_sealed = current.secret_sealed.clone();
                 updated.client_secret_expires_at = current.client_secret_expires_at;
@@ -401,7 +534,11 @@ impl Engine {
         Ok(self.registration_response(&updated, new_secret, None))
     }
 
-    pub async fn delete_registration(&self, client_id: &str, authorization: Option<&str>) -> OAuthResult<()> {
+    pub async fn delete_registration(
+        &self,
+        client_id: &str,
+        authorization: Option<&str>,
+    ) -> OAuthResult<()> {
         self.managed_client(client_id, authorization).await?;
         self.store.delete_client(client_id).await?;
         self.forget_client(client_id);
@@ -424,7 +561,8 @@ mod tests {
 
     #[test]
     fn defaults_follow_rfc7591() {
-        let c = client_from_metadata(&json!({"redirect_uris": ["https://rp.example/cb"]}), &s()).unwrap();
+        let c = client_from_metadata(&json!({"redirect_uris": ["https://rp.example/cb"]}), &s())
+            .unwrap();
         assert_eq!(c.grant_types, vec!["authorization_code"]);
         assert_eq!(c.response_types, vec!["code"]);
         assert_eq!(c.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
@@ -432,19 +570,46 @@ mod tests {
 
     #[test]
     fn rejects_inconsistent_or_bad_metadata() {
-        assert_eq!(err(json!({"grant_types": ["authorization_code"], "response_types": []})).code, ErrorCode::InvalidClientMetadata);
-        assert_eq!(err(json!({"grant_types": ["authorization_code"]})).code, ErrorCode::InvalidRedirectUri);
-        assert_eq!(err(json!({"redirect_uris": ["http://rp.example/cb"]})).code, ErrorCode::InvalidRedirectUri);
-        assert_eq!(err(json!({"redirect_uris": ["https://rp.example/cb#x"]})).code, ErrorCode::InvalidRedirectUri);
-        assert_eq!(err(json!({"grant_types": ["password"], "response_types": []})).code, ErrorCode::InvalidClientMetadata);
-        assert_eq!(err(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"})).code, ErrorCode::InvalidClientMetadata);
+        assert_eq!(
+            err(json!({"grant_types": ["authorization_code"], "response_types": []})).code,
+            ErrorCode::InvalidClientMetadata
+        );
+        assert_eq!(
+            err(json!({"grant_types": ["authorization_code"]})).code,
+            ErrorCode::InvalidRedirectUri
+        );
+        assert_eq!(
+            err(json!({"redirect_uris": ["http://rp.example/cb"]})).code,
+            ErrorCode::InvalidRedirectUri
+        );
+        assert_eq!(
+            err(json!({"redirect_uris": ["https://rp.example/cb#x"]})).code,
+            ErrorCode::InvalidRedirectUri
+        );
+        assert_eq!(
+            err(json!({"grant_types": ["password"], "response_types": []})).code,
+            ErrorCode::InvalidClientMetadata
+        );
+        assert_eq!(
+            err(
+                json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"})
+            )
+            .code,
+            ErrorCode::InvalidClientMetadata
+        );
         assert_eq!(err(json!({"grant_types": ["client_credentials"], "jwks": {"keys": []}, "jwks_uri": "https://x.example/j"})).code, ErrorCode::InvalidClientMetadata);
         assert_eq!(err(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt"})).code, ErrorCode::InvalidClientMetadata);
         assert_eq!(err(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_jwt", "token_endpoint_auth_signing_alg": "RS256"})).code, ErrorCode::InvalidClientMetadata);
         assert_eq!(err(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_signing_alg": "none"})).code, ErrorCode::InvalidClientMetadata);
-        assert_eq!(err(json!({"grant_types": ["client_credentials"], "scope": "openid admin"})).code, ErrorCode::InvalidClientMetadata);
+        assert_eq!(
+            err(json!({"grant_types": ["client_credentials"], "scope": "openid admin"})).code,
+            ErrorCode::InvalidClientMetadata
+        );
         assert_eq!(err(json!("nope")).code, ErrorCode::InvalidClientMetadata);
-        assert_eq!(err(json!({"redirect_uris": "https://a.example"})).code, ErrorCode::InvalidClientMetadata);
+        assert_eq!(
+            err(json!({"redirect_uris": "https://a.example"})).code,
+            ErrorCode::InvalidClientMetadata
+        );
     }
 
     #[test]

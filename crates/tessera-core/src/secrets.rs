@@ -196,7 +196,8 @@ impl PasswordHasher {
     pub fn hash(&self, password: &Secret) -> Result<String, SecretError> {
         use argon2::password_hash::{PasswordHasher as _, SaltString};
         let salt_bytes = random_bytes::<16>()?;
-        let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| SecretError::Hash(e.to_string()))?;
+        let salt =
+            SaltString::encode_b64(&salt_bytes).map_err(|e| SecretError::Hash(e.to_string()))?;
         self.argon2()?
             .hash_password(password.expose().as_bytes(), &salt)
             .map(|h| h.to_string())
@@ -210,7 +211,8 @@ impl PasswordHasher {
             return false;
         };
         let Ok(a) = self.argon2() else { return false };
-        a.verify_password(password.expose().as_bytes(), &parsed).is_ok()
+        a.verify_password(password.expose().as_bytes(), &parsed)
+            .is_ok()
     }
 
     /// Spend the same time as a real verification, for unknown users (no account enumeration).
@@ -249,7 +251,12 @@ mod tests {
         assert_eq!(k.unseal(&s, "client:a").unwrap(), b"payload");
         assert!(k.unseal(&s, "client:b").is_err());
         assert!(k.unseal("AAAA", "client:a").is_err());
-        assert!(MasterKey::parse(&"22".repeat(32)).unwrap().unseal(&s, "client:a").is_err());
+        assert!(
+            MasterKey::parse(&"22".repeat(32))
+                .unwrap()
+                .unseal(&s, "client:a")
+                .is_err()
+        );
     }
 
     #[test]

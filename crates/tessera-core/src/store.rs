@@ -116,8 +116,12 @@ pub trait SessionStore: Send + Sync {
 pub trait ReplayStore: Send + Sync {
     /// Remember `key` until `expires_at`. Returns true if it was not already remembered
     /// (first use), false on a replay. Atomic across nodes; an expired entry counts as absent.
-    async fn remember_once(&self, key: &str, expires_at: UnixTime, now: UnixTime)
-    -> StoreResult<bool>;
+    async fn remember_once(
+        &self,
+        key: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
 }
 
 #[async_trait]

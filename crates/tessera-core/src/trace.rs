@@ -104,7 +104,9 @@ impl TraceHandle {
         Self(None)
     }
     pub fn on() -> Self {
-        Self(Some(std::sync::Arc::new(std::sync::Mutex::new(Trace::new(true)))))
+        Self(Some(std::sync::Arc::new(std::sync::Mutex::new(
+            Trace::new(true),
+        ))))
     }
     pub fn is_on(&self) -> bool {
         self.0.is_some()

@@ -56,12 +56,18 @@ pub fn challenge_value(e: &OAuthError) -> Option<String> {
 
 pub fn log_cause(e: &OAuthError) {
     match (e.code, &e.cause) {
-        (ErrorCode::ServerError, Some(c)) => tracing::error!(target: "tessera::error", error = %e.code, cause = %c, "internal error"),
+        (ErrorCode::ServerError, Some(c)) => {
+            tracing::error!(target: "tessera::error", error = %e.code, cause = %c, "internal error")
+        }
         (ErrorCode::TemporarilyUnavailable, Some(c)) => {
             tracing::warn!(target: "tessera::error", error = %e.code, cause = %c, "dependency unavailable")
         }
-        (code, Some(c)) => tracing::info!(target: "tessera::security", error = %code, cause = %c, description = ?e.description, "request rejected"),
-        (code, None) => tracing::debug!(target: "tessera::security", error = %code, description = ?e.description, "request rejected"),
+        (code, Some(c)) => {
+            tracing::info!(target: "tessera::security", error = %code, cause = %c, description = ?e.description, "request rejected")
+        }
+        (code, None) => {
+            tracing::debug!(target: "tessera::security", error = %code, description = ?e.description, "request rejected")
+        }
     }
 }
 
@@ -98,16 +104,33 @@ mod tests {
     fn status_table() {
         let basic = OAuthError::invalid_client("x").with_challenge(Some(AuthScheme::Basic));
         assert_eq!(status_of(&basic), StatusCode::UNAUTHORIZED);
-        assert_eq!(status_of(&OAuthError::invalid_client("x")), StatusCode::BAD_REQUEST);
-        assert_eq!(status_of(&OAuthError::invalid_grant("x")), StatusCode::BAD_REQUEST);
-        assert_eq!(status_of(&OAuthError::server_error("boom")), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(status_of(&OAuthError::temporarily_unavailable("ldap down")), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(challenge_value(&basic).as_deref(), Some("Basic realm=\"tessera\", charset=\"UTF-8\""));
+        assert_eq!(
+            status_of(&OAuthError::invalid_client("x")),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_of(&OAuthError::invalid_grant("x")),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_of(&OAuthError::server_error("boom")),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            status_of(&OAuthError::temporarily_unavailable("ldap down")),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            challenge_value(&basic).as_deref(),
+            Some("Basic realm=\"tessera\", charset=\"UTF-8\"")
+        );
     }
 
     #[test]
     fn server_error_body_leaks_nothing() {
-        let body = error_body(&OAuthError::server_error("password=hunter2 in the database"));
+        let body = error_body(&OAuthError::server_error(
+            "password=hunter2 in the database",
+        ));
         assert_eq!(body, serde_json::json!({"error": "server_error"}));
     }
 }

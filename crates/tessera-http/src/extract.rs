@@ -78,10 +78,17 @@ where
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default();
-        let source_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let source_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
         let app = <AppState as axum::extract::FromRef<S>>::from_ref(state);
         let trace = app.engine.diagnostics.begin();
-        Ok(Context(RequestContext { request_id, source_ip, trace }))
+        Ok(Context(RequestContext {
+            request_id,
+            source_ip,
+            trace,
+        }))
     }
 }
 
@@ -101,7 +108,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Authorization {
             Some(v) => v
                 .to_str()
                 .map(|s| Authorization(Some(s.to_owned())))
-                .map_err(|_| OAuthError::invalid_request("the Authorization header is not valid ASCII").into()),
+                .map_err(|_| {
+                    OAuthError::invalid_request("the Authorization header is not valid ASCII")
+                        .into()
+                }),
         }
     }
 }
@@ -113,7 +123,10 @@ pub struct OAuthForm(pub Params);
 fn is_form(ct: Option<&HeaderValue>) -> bool {
     ct.and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 impl FromRequest<AppState> for OAuthForm {
@@ -129,7 +142,9 @@ impl FromRequest<AppState> for OAuthForm {
         let bytes = to_bytes(req.into_body(), limit).await.map_err(|_| {
             OAuthError::invalid_request(format!("the request body is larger than {limit} bytes"))
         })?;
-        Params::parse(&bytes).map(OAuthForm).map_err(|e| ApiError(e.into()))
+        Params::parse(&bytes)
+            .map(OAuthForm)
+            .map_err(|e| ApiError(e.into()))
     }
 }
 
@@ -146,7 +161,9 @@ impl FromRequest<AppState> for JsonBody {
             .and_then(|v| v.split(';').next())
             .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
         if !ct_ok {
-            return Err(OAuthError::invalid_request("the request body must be application/json").into());
+            return Err(
+                OAuthError::invalid_request("the request body must be application/json").into(),
+            );
         }
         let limit = state.engine.settings.max_body_bytes;
         let bytes = to_bytes(req.into_body(), limit).await.map_err(|_| {

@@ -11,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use tessera_core::Engine;
 use tessera_core::authn::Chain;
 use tessera_core::clock::ManualClock;
 use tessera_core::engine::EngineParts;
@@ -20,7 +21,6 @@ use tessera_core::registration::set_new_secret;
 use tessera_core::secrets::{MasterKey, PasswordHasher, PasswordParams};
 use tessera_core::settings::Settings;
 use tessera_core::store::Store;
-use tessera_core::Engine;
 use tessera_jose::{Algorithm, JwkSet, Limits, decode_compact};
 use tessera_store::SqliteStore;
 use tower::ServiceExt;
@@ -43,9 +43,16 @@ async fn harness_with(configure: impl FnOnce(&mut Settings), ensure_keys: bool) 
     let mut settings = Settings::new(ISSUER);
     settings.registration_initial_access_token = Some(IAT.into());
     configure(&mut settings);
-    let keys = Arc::new(KeyManager::new(master.clone(), 90 * 86400, settings.jwks_max_age, 7200));
+    let keys = Arc::new(KeyManager::new(
+        master.clone(),
+        90 * 86400,
+        settings.jwks_max_age,
+        7200,
+    ));
     if ensure_keys {
-        keys.ensure(&*store, &[Algorithm::ES256, Algorithm::RS256], T0).await.unwrap();
+        keys.ensure(&*store, &[Algorithm::ES256, Algorithm::RS256], T0)
+            .await
+            .unwrap();
     }
     let clock = ManualClock::new(T0);
     let engine = Arc::new(Engine::new(EngineParts {
@@ -54,11 +61,20 @@ async fn harness_with(configure: impl FnOnce(&mut Settings), ensure_keys: bool) 
         keys,
         master,
         clock: Arc::new(clock.clone()),
-        passwords: PasswordHasher::new(PasswordParams { memory_kib: 1024, iterations: 1, parallelism: 1 }).unwrap(),
+        passwords: PasswordHasher::new(PasswordParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap(),
         chain: Chain::default(),
     }));
     let router = tessera_http::router(tessera_http::AppState::new(engine.clone()));
-    Harness { engine, clock, router }
+    Harness {
+        engine,
+        clock,
+        router,
+    }
 }
 
 async fn harness() -> Harness {
@@ -67,7 +83,13 @@ async fn harness() -> Harness {
 
 impl Harness {
     /// Register a client directly in the store; returns its secret.
-    async fn client(&self, id: &str, method: AuthMethod, grants: &[&str], scope: Option<&str>) -> String {
+    async fn client(
+        &self,
+        id: &str,
+        method: AuthMethod,
+        grants: &[&str],
+        scope: Option<&str>,
+    ) -> String {
         let mut c = Client {
             client_id: id.into(),
             token_endpoint_auth_method: method,
@@ -85,45 +107,89 @@ impl Harness {
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
         (status, headers, body)
     }
 
-    async fn post_form(&self, path: &str, basic: Option<(&str, &str)>, body: &[u8]) -> (StatusCode, axum::http::HeaderMap, Value) {
-        let mut b = Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    async fn post_form(
+        &self,
+        path: &str,
+        basic: Option<(&str, &str)>,
+        body: &[u8],
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let mut b =
+            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some((id, secret)) = basic {
-            b = b.header(header::AUTHORIZATION, format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))));
+            b = b.header(
+                header::AUTHORIZATION,
+                format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
+            );
         }
         self.send(b.body(Body::from(body.to_vec())).unwrap()).await
     }
 
     async fn get(&self, path: &str) -> (StatusCode, axum::http::HeaderMap, Value) {
-        self.send(Request::get(path).body(Body::empty()).unwrap()).await
+        self.send(Request::get(path).body(Body::empty()).unwrap())
+            .await
     }
 
     async fn cc_token(&self, id: &str, secret: &str) -> String {
-        let (s, _, b) = self.post_form("/token", Some((id, secret)), b"grant_type=client_credentials").await;
+        let (s, _, b) = self
+            .post_form(
+                "/token",
+                Some((id, secret)),
+                b"grant_type=client_credentials",
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "{b}");
         b["access_token"].as_str().unwrap().to_owned()
     }
 }
 
-fn assert_oauth_error(status: StatusCode, headers: &axum::http::HeaderMap, body: &Value, want_status: StatusCode, code: &str) {
+fn assert_oauth_error(
+    status: StatusCode,
+    headers: &axum::http::HeaderMap,
+    body: &Value,
+    want_status: StatusCode,
+    code: &str,
+) {
     assert_eq!(status, want_status, "body: {body}");
     assert_eq!(body["error"], code, "body: {body}");
     assert_eq!(headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
     assert_eq!(headers.get(header::PRAGMA).unwrap(), "no-cache");
     if let Some(d) = body.get("error_description").and_then(Value::as_str) {
         // RFC 6749 §5.2 character set.
-        assert!(d.chars().all(|c| matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e')), "{d}");
+        assert!(
+            d.chars()
+                .all(|c| matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e')),
+            "{d}"
+        );
     }
 }
 
 #[tokio::test]
 async fn client_credentials_with_basic_issues_an_rfc9068_es256_token() {
     let h = harness().await;
-    let secret = h.client("svc", AuthMethod::ClientSecretBasic, &["client_credentials"], Some("api:read api:write")).await;
-    let (s, headers, b) = h.post_form("/token", Some(("svc", &secret)), b"grant_type=client_credentials&scope=api%3Aread").await;
+    let secret = h
+        .client(
+            "svc",
+            AuthMethod::ClientSecretBasic,
+            &["client_credentials"],
+            Some("api:read api:write"),
+        )
+        .await;
+    let (s, headers, b) = h
+        .post_form(
+            "/token",
+            Some(("svc", &secret)),
+            b"grant_type=client_credentials&scope=api%3Aread",
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
     assert_eq!(headers.get(header::PRAGMA).unwrap(), "no-cache");
@@ -155,16 +221,38 @@ async fn client_credentials_with_basic_issues_an_rfc9068_es256_token() {
 #[tokio::test]
 async fn default_scope_is_the_registered_one() {
     let h = harness().await;
-    let secret = h.client("svc", AuthMethod::ClientSecretBasic, &["client_credentials"], Some("api:read")).await;
-    let (_, _, b) = h.post_form("/token", Some(("svc", &secret)), b"grant_type=client_credentials").await;
+    let secret = h
+        .client(
+            "svc",
+            AuthMethod::ClientSecretBasic,
+            &["client_credentials"],
+            Some("api:read"),
+        )
+        .await;
+    let (_, _, b) = h
+        .post_form(
+            "/token",
+            Some(("svc", &secret)),
+            b"grant_type=client_credentials",
+        )
+        .await;
     assert_eq!(b["scope"], "api:read");
 }
 
 #[tokio::test]
 async fn client_secret_post_works_and_resource_sets_audience() {
     let h = harness().await;
-    let secret = h.client("poster", AuthMethod::ClientSecretPost, &["client_credentials"], None).await;
-    let body = format!("grant_type=client_credentials&client_id=poster&client_secret={secret}&resource=https%3A%2F%2Fapi.example.test");
+    let secret = h
+        .client(
+            "poster",
+            AuthMethod::ClientSecretPost,
+            &["client_credentials"],
+            None,
+        )
+        .await;
+    let body = format!(
+        "grant_type=client_credentials&client_id=poster&client_secret={secret}&resource=https%3A%2F%2Fapi.example.test"
+    );
     let (s, _, b) = h.post_form("/token", None, body.as_bytes()).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let jwt = decode_compact(b["access_token"].as_str().unwrap(), &Limits::default()).unwrap();
@@ -174,18 +262,46 @@ async fn client_secret_post_works_and_resource_sets_audience() {
 #[tokio::test]
 async fn wrong_basic_secret_is_401_with_a_basic_challenge() {
     let h = harness().await;
-    h.client("svc", AuthMethod::ClientSecretBasic, &["client_credentials"], None).await;
-    let (s, headers, b) = h.post_form("/token", Some(("svc", "wrong")), b"grant_type=client_credentials").await;
+    h.client(
+        "svc",
+        AuthMethod::ClientSecretBasic,
+        &["client_credentials"],
+        None,
+    )
+    .await;
+    let (s, headers, b) = h
+        .post_form(
+            "/token",
+            Some(("svc", "wrong")),
+            b"grant_type=client_credentials",
+        )
+        .await;
     assert_oauth_error(s, &headers, &b, StatusCode::UNAUTHORIZED, "invalid_client");
-    let challenge = headers.get(header::WWW_AUTHENTICATE).unwrap().to_str().unwrap();
+    let challenge = headers
+        .get(header::WWW_AUTHENTICATE)
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert!(challenge.starts_with("Basic realm="), "{challenge}");
 }
 
 #[tokio::test]
 async fn wrong_post_secret_is_400_without_challenge() {
     let h = harness().await;
-    h.client("poster", AuthMethod::ClientSecretPost, &["client_credentials"], None).await;
-    let (s, headers, b) = h.post_form("/token", None, b"grant_type=client_credentials&client_id=poster&client_secret=nope").await;
+    h.client(
+        "poster",
+        AuthMethod::ClientSecretPost,
+        &["client_credentials"],
+        None,
+    )
+    .await;
+    let (s, headers, b) = h
+        .post_form(
+            "/token",
+            None,
+            b"grant_type=client_credentials&client_id=poster&client_secret=nope",
+        )
+        .await;
     assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_client");
     assert!(headers.get(header::WWW_AUTHENTICATE).is_none());
 }
@@ -193,42 +309,98 @@ async fn wrong_post_secret_is_400_without_challenge() {
 #[tokio::test]
 async fn unknown_client_and_wrong_method_are_invalid_client() {
     let h = harness().await;
-    let secret = h.client("poster", AuthMethod::ClientSecretPost, &["client_credentials"], None).await;
-    let (s, headers, b) = h.post_form("/token", Some(("ghost", "x")), b"grant_type=client_credentials").await;
+    let secret = h
+        .client(
+            "poster",
+            AuthMethod::ClientSecretPost,
+            &["client_credentials"],
+            None,
+        )
+        .await;
+    let (s, headers, b) = h
+        .post_form(
+            "/token",
+            Some(("ghost", "x")),
+            b"grant_type=client_credentials",
+        )
+        .await;
     assert_oauth_error(s, &headers, &b, StatusCode::UNAUTHORIZED, "invalid_client");
     // Registered for client_secret_post, presented Basic.
-    let (s, headers, b) = h.post_form("/token", Some(("poster", &secret)), b"grant_type=client_credentials").await;
+    let (s, headers, b) = h
+        .post_form(
+            "/token",
+            Some(("poster", &secret)),
+            b"grant_type=client_credentials",
+        )
+        .await;
     assert_oauth_error(s, &headers, &b, StatusCode::UNAUTHORIZED, "invalid_client");
-    assert!(b["error_description"].as_str().unwrap().contains("client_secret_post"));
+    assert!(
+        b["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("client_secret_post")
+    );
 }
 
 #[tokio::test]
 async fn expired_or_disabled_clients_are_refused() {
     let h = harness().await;
-    let secret = h.client("svc", AuthMethod::ClientSecretBasic, &["client_credentials"], None).await;
+    let secret = h
+        .client(
+            "svc",
+            AuthMethod::ClientSecretBasic,
+            &["client_credentials"],
+            None,
+        )
+        .await;
     let mut c = h.engine.store.get_client("svc").await.unwrap().unwrap();
     c.client_secret_expires_at = T0 - 1;
     h.engine.store.put_client(&c).await.unwrap();
     h.engine.forget_client("svc");
-    let (s, headers, b) = h.post_form("/token", Some(("svc", &secret)), b"grant_type=client_credentials").await;
+    let (s, headers, b) = h
+        .post_form(
+            "/token",
+            Some(("svc", &secret)),
+            b"grant_type=client_credentials",
+        )
+        .await;
     assert_oauth_error(s, &headers, &b, StatusCode::UNAUTHORIZED, "invalid_client");
     assert_eq!(b["error_description"], "client secret has expired");
     c.client_secret_expires_at = 0;
     c.disabled = true;
     h.engine.store.put_client(&c).await.unwrap();
     h.engine.forget_client("svc");
-    let (s, headers, b) = h.post_form("/token", Some(("svc", &secret)), b"grant_type=client_credentials").await;
+    let (s, headers, b) = h
+        .post_form(
+            "/token",
+            Some(("svc", &secret)),
+            b"grant_type=client_credentials",
+        )
+        .await;
     assert_oauth_error(s, &headers, &b, StatusCode::UNAUTHORIZED, "invalid_client");
 }
 
 #[tokio::test]
 async fn malformed_requests_are_invalid_request() {
     let h = harness().await;
-    let secret = h.client("svc", AuthMethod::ClientSecretBasic, &["client_credentials"], None).await;
+    let secret = h
+        .client(
+            "svc",
+            AuthMethod::ClientSecretBasic,
+            &["client_credentials"],
+            None,
+        )
+        .await;
     let basic = Some(("svc", secret.as_str()));
     for (body, why) in [
-        (&b"grant_type=client_credentials&grant_type=client_credentials"[..], "duplicate"),
-        (b"grant_type=client_credentials&scope=%zz", "bad percent-encoding"),
+        (
+            &b"grant_type=client_credentials&grant_type=client_credentials"[..],
+            "duplicate",
+        ),
+        (
+            b"grant_type=client_credentials&scope=%zz",
+            "bad percent-encoding",
+        ),
         (b"grant_type=client_credentials&scope=%C3", "bad UTF-8"),
         (b"scope=api", "missing grant_type"),
         (b"grant_type=", "empty grant_type is omitted"),
@@ -240,7 +412,10 @@ async fn malformed_requests_are_invalid_request() {
     // A JSON body.
     let req = Request::post("/token")
         .header(header::CONTENT_TYPE, "application/json")
-        .header(header::AUTHORIZATION, format!("Basic {}", STANDARD.encode(format!("svc:{secret}"))))
+        .header(
+            header::AUTHORIZATION,
+            format!("Basic {}", STANDARD.encode(format!("svc:{secret}"))),
+        )
         .body(Body::from(r#"{"grant_type":"client_credentials"}"#))
         .unwrap();
     let (s, headers, b) = h.send(req).await;
@@ -254,28 +429,90 @@ async fn malformed_requests_are_invalid_request() {
 #[tokio::test]
 async fn oversized_bodies_are_refused_cleanly() {
     let h = harness_with(|s| s.max_body_bytes = 1024, true).await;
-    let secret = h.client("svc", AuthMethod::ClientSecretBasic, &["client_credentials"], None).await;
+    let secret = h
+        .client(
+            "svc",
+            AuthMethod::ClientSecretBasic,
+            &["client_credentials"],
+            None,
+        )
+        .await;
     let body = format!("grant_type=client_credentials&scope={}", "a".repeat(4096));
-    let (s, headers, b) = h.post_form("/token", Some(("svc", &secret)), body.as_bytes()).await;
+    let (s, headers, b) = h
+        .post_form("/token", Some(("svc", &secret)), body.as_bytes())
+        .await;
     assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_request");
-    assert!(b["error_description"].as_str().unwrap().contains("larger than 1024"));
+    assert!(
+        b["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 1024")
+    );
 }
 
 #[tokio::test]
 async fn grant_and_scope_errors() {
     let h = harness().await;
-    let secret = h.client("svc", AuthMethod::ClientSecretBasic, &["client_credentials"], Some("api:read")).await;
+    let secret = h
+        .client(
+            "svc",
+            AuthMethod::ClientSecretBasic,
+            &["client_credentials"],
+            Some("api:read"),
+        )
+        .await;
     let basic = Some(("svc", secret.as_str()));
-    let (s, headers, b) = h.post_form("/token", basic, b"grant_type=password&username=a&password=b").await;
-    assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "unsupported_grant_type");
-    let (s, headers, b) = h.post_form("/token", basic, b"grant_type=refresh_token&refresh_token=x").await;
-    assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "unauthorized_client");
-    let (s, headers, b) = h.post_form("/token", basic, b"grant_type=client_credentials&scope=api%3Aadmin").await;
+    let (s, headers, b) = h
+        .post_form(
+            "/token",
+            basic,
+            b"grant_type=password&username=a&password=b",
+        )
+        .await;
+    assert_oauth_error(
+        s,
+        &headers,
+        &b,
+        StatusCode::BAD_REQUEST,
+        "unsupported_grant_type",
+    );
+    let (s, headers, b) = h
+        .post_form("/token", basic, b"grant_type=refresh_token&refresh_token=x")
+        .await;
+    assert_oauth_error(
+        s,
+        &headers,
+        &b,
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+    );
+    let (s, headers, b) = h
+        .post_form(
+            "/token",
+            basic,
+            b"grant_type=client_credentials&scope=api%3Aadmin",
+        )
+        .await;
     assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_scope");
-    assert_eq!(b["error_description"], "scope 'api:admin' is not allowed for client 'svc'");
-    let (s, headers, b) = h.post_form("/token", basic, b"grant_type=client_credentials&scope=openid").await;
+    assert_eq!(
+        b["error_description"],
+        "scope 'api:admin' is not allowed for client 'svc'"
+    );
+    let (s, headers, b) = h
+        .post_form(
+            "/token",
+            basic,
+            b"grant_type=client_credentials&scope=openid",
+        )
+        .await;
     assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_scope");
-    let (s, headers, b) = h.post_form("/token", basic, b"grant_type=client_credentials&resource=relative").await;
+    let (s, headers, b) = h
+        .post_form(
+            "/token",
+            basic,
+            b"grant_type=client_credentials&resource=relative",
+        )
+        .await;
     assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_request");
 }
 
@@ -283,27 +520,64 @@ async fn grant_and_scope_errors() {
 async fn internal_faults_are_server_error_without_detail() {
     // No signing key: issuing must fail internally.
     let h = harness_with(|_| {}, false).await;
-    let secret = h.client("svc", AuthMethod::ClientSecretBasic, &["client_credentials"], None).await;
-    let (s, headers, b) = h.post_form("/token", Some(("svc", &secret)), b"grant_type=client_credentials").await;
-    assert_oauth_error(s, &headers, &b, StatusCode::INTERNAL_SERVER_ERROR, "server_error");
+    let secret = h
+        .client(
+            "svc",
+            AuthMethod::ClientSecretBasic,
+            &["client_credentials"],
+            None,
+        )
+        .await;
+    let (s, headers, b) = h
+        .post_form(
+            "/token",
+            Some(("svc", &secret)),
+            b"grant_type=client_credentials",
+        )
+        .await;
+    assert_oauth_error(
+        s,
+        &headers,
+        &b,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+    );
     assert_eq!(b, json!({"error": "server_error"}));
 }
 
 #[tokio::test]
 async fn introspection_and_revocation() {
     let h = harness().await;
-    let secret = h.client("svc", AuthMethod::ClientSecretBasic, &["client_credentials"], None).await;
-    let other = h.client("rs", AuthMethod::ClientSecretBasic, &["client_credentials"], None).await;
+    let secret = h
+        .client(
+            "svc",
+            AuthMethod::ClientSecretBasic,
+            &["client_credentials"],
+            None,
+        )
+        .await;
+    let other = h
+        .client(
+            "rs",
+            AuthMethod::ClientSecretBasic,
+            &["client_credentials"],
+            None,
+        )
+        .await;
     let token = h.cc_token("svc", &secret).await;
     let body = format!("token={token}");
 
     // RFC 7662 §2.1: authentication required.
     let (s, headers, b) = h.post_form("/introspect", None, body.as_bytes()).await;
     assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_client");
-    let (s, headers, b) = h.post_form("/introspect", Some(("rs", "bad")), body.as_bytes()).await;
+    let (s, headers, b) = h
+        .post_form("/introspect", Some(("rs", "bad")), body.as_bytes())
+        .await;
     assert_oauth_error(s, &headers, &b, StatusCode::UNAUTHORIZED, "invalid_client");
 
-    let (s, headers, b) = h.post_form("/introspect", Some(("rs", &other)), body.as_bytes()).await;
+    let (s, headers, b) = h
+        .post_form("/introspect", Some(("rs", &other)), body.as_bytes())
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
     assert_eq!(b["active"], true);
@@ -311,36 +585,61 @@ async fn introspection_and_revocation() {
     assert_eq!(b["token_type"], "Bearer");
 
     // Garbage and missing tokens.
-    let (_, _, b) = h.post_form("/introspect", Some(("rs", &other)), b"token=not-a-token").await;
+    let (_, _, b) = h
+        .post_form("/introspect", Some(("rs", &other)), b"token=not-a-token")
+        .await;
     assert_eq!(b, json!({"active": false}));
     let (s, headers, b) = h.post_form("/introspect", Some(("rs", &other)), b"").await;
     assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_request");
 
     // Another client cannot revoke it (RFC 7009 §2.1), and still gets 200.
-    let (s, _, _) = h.post_form("/revoke", Some(("rs", &other)), body.as_bytes()).await;
+    let (s, _, _) = h
+        .post_form("/revoke", Some(("rs", &other)), body.as_bytes())
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (_, _, b) = h.post_form("/introspect", Some(("rs", &other)), body.as_bytes()).await;
+    let (_, _, b) = h
+        .post_form("/introspect", Some(("rs", &other)), body.as_bytes())
+        .await;
     assert_eq!(b["active"], true);
     // The owner can.
-    let (s, _, _) = h.post_form("/revoke", Some(("svc", &secret)), format!("{body}&token_type_hint=access_token").as_bytes()).await;
+    let (s, _, _) = h
+        .post_form(
+            "/revoke",
+            Some(("svc", &secret)),
+            format!("{body}&token_type_hint=access_token").as_bytes(),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (_, _, b) = h.post_form("/introspect", Some(("rs", &other)), body.as_bytes()).await;
+    let (_, _, b) = h
+        .post_form("/introspect", Some(("rs", &other)), body.as_bytes())
+        .await;
     assert_eq!(b, json!({"active": false}));
     // Unknown tokens: 200 (RFC 7009 §2.2).
-    let (s, _, _) = h.post_form("/revoke", Some(("svc", &secret)), b"token=unknown").await;
+    let (s, _, _) = h
+        .post_form("/revoke", Some(("svc", &secret)), b"token=unknown")
+        .await;
     assert_eq!(s, StatusCode::OK);
 
     // Expired tokens are inactive.
     let fresh = h.cc_token("svc", &secret).await;
     h.clock.advance(901);
-    let (_, _, b) = h.post_form("/introspect", Some(("rs", &other)), format!("token={fresh}").as_bytes()).await;
+    let (_, _, b) = h
+        .post_form(
+            "/introspect",
+            Some(("rs", &other)),
+            format!("token={fresh}").as_bytes(),
+        )
+        .await;
     assert_eq!(b, json!({"active": false}));
 }
 
 #[tokio::test]
 async fn discovery_documents_list_exactly_what_is_supported() {
     let h = harness().await;
-    for path in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"] {
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+    ] {
         let (s, _, d) = h.get(path).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(d["issuer"], ISSUER);
@@ -351,14 +650,34 @@ async fn discovery_documents_list_exactly_what_is_supported() {
         assert_eq!(d["registration_endpoint"], format!("{ISSUER}/register"));
         assert_eq!(d["response_types_supported"], json!(["code"]));
         assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
-        let grants: Vec<&str> = d["grant_types_supported"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-        assert!(grants.contains(&"client_credentials") && grants.contains(&"urn:ietf:params:oauth:grant-type:jwt-bearer"));
+        let grants: Vec<&str> = d["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(
+            grants.contains(&"client_credentials")
+                && grants.contains(&"urn:ietf:params:oauth:grant-type:jwt-bearer")
+        );
         assert!(!grants.contains(&"implicit") && !grants.contains(&"password"));
-        let algs = d["token_endpoint_auth_signing_alg_values_supported"].as_array().unwrap();
+        let algs = d["token_endpoint_auth_signing_alg_values_supported"]
+            .as_array()
+            .unwrap();
         assert!(!algs.iter().any(|a| a == "none"));
         // Every listed endpoint answers (not 404).
-        for key in ["token_endpoint", "introspection_endpoint", "revocation_endpoint", "registration_endpoint"] {
-            let url = d[key].as_str().unwrap().strip_prefix(ISSUER).unwrap().to_owned();
+        for key in [
+            "token_endpoint",
+            "introspection_endpoint",
+            "revocation_endpoint",
+            "registration_endpoint",
+        ] {
+            let url = d[key]
+                .as_str()
+                .unwrap()
+                .strip_prefix(ISSUER)
+                .unwrap()
+                .to_owned();
             let (s, _, _) = h.post_form(&url, None, b"").await;
             assert_ne!(s, StatusCode::NOT_FOUND, "{key}");
         }
@@ -374,7 +693,10 @@ async fn jwks_has_public_parts_only_and_a_max_age() {
     let h = harness().await;
     let (s, headers, j) = h.get("/jwks.json").await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(headers.get(header::CACHE_CONTROL).unwrap(), "public, max-age=3600");
+    assert_eq!(
+        headers.get(header::CACHE_CONTROL).unwrap(),
+        "public, max-age=3600"
+    );
     let keys = j["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2);
     for k in keys {
@@ -389,11 +711,36 @@ async fn jwks_has_public_parts_only_and_a_max_age() {
 #[tokio::test]
 async fn staged_rotation_publishes_before_signing_and_keeps_retired_keys() {
     let h = harness().await;
-    let secret = h.client("svc", AuthMethod::ClientSecretBasic, &["client_credentials"], None).await;
-    let kid_of = |t: &str| decode_compact(t, &Limits::default()).unwrap().header().kid.clone().unwrap();
+    let secret = h
+        .client(
+            "svc",
+            AuthMethod::ClientSecretBasic,
+            &["client_credentials"],
+            None,
+        )
+        .await;
+    let kid_of = |t: &str| {
+        decode_compact(t, &Limits::default())
+            .unwrap()
+            .header()
+            .kid
+            .clone()
+            .unwrap()
+    };
     let old = kid_of(&h.cc_token("svc", &secret).await);
-    let new = h.engine.keys.rotate(&*h.engine.store, Algorithm::ES256, T0).await.unwrap();
-    let published = |j: &Value, kid: &str| j["keys"].as_array().unwrap().iter().any(|k| k["kid"] == kid);
+    let new = h
+        .engine
+        .keys
+        .rotate(&*h.engine.store, Algorithm::ES256, T0)
+        .await
+        .unwrap();
+    let published = |j: &Value, kid: &str| {
+        j["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == kid)
+    };
     let (_, _, j) = h.get("/jwks.json").await;
     assert!(published(&j, &new) && published(&j, &old));
     // Not signing yet: caches need max-age to pick it up.
@@ -401,14 +748,25 @@ async fn staged_rotation_publishes_before_signing_and_keeps_retired_keys() {
     h.clock.advance(3600);
     assert_eq!(kid_of(&h.cc_token("svc", &secret).await), new);
     let (_, _, j) = h.get("/jwks.json").await;
-    assert!(published(&j, &old), "retired key must stay published while its tokens live");
+    assert!(
+        published(&j, &old),
+        "retired key must stay published while its tokens live"
+    );
     h.clock.advance(7200);
-    h.engine.keys.reload(&*h.engine.store, h.engine.now()).await.unwrap();
+    h.engine
+        .keys
+        .reload(&*h.engine.store, h.engine.now())
+        .await
+        .unwrap();
     let (_, _, j) = h.get("/jwks.json").await;
     assert!(!published(&j, &old));
 }
 
-async fn register(h: &Harness, token: Option<&str>, meta: Value) -> (StatusCode, axum::http::HeaderMap, Value) {
+async fn register(
+    h: &Harness,
+    token: Option<&str>,
+    meta: Value,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
     let mut b = Request::post("/register").header(header::CONTENT_TYPE, "application/json");
     if let Some(t) = token {
         b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
@@ -423,7 +781,14 @@ async fn dynamic_registration_lifecycle() {
     // Guarded by the initial access token.
     let (s, headers, b) = register(&h, None, meta.clone()).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
-    assert!(headers.get(header::WWW_AUTHENTICATE).unwrap().to_str().unwrap().starts_with("Bearer"));
+    assert!(
+        headers
+            .get(header::WWW_AUTHENTICATE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
     let (s, _, _) = register(&h, Some("wrong"), meta.clone()).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
@@ -436,27 +801,58 @@ async fn dynamic_registration_lifecycle() {
     assert!(secret.len() >= 43, "high-entropy secret");
     assert_eq!(b["client_secret_expires_at"], 0);
     assert_eq!(b["token_endpoint_auth_method"], "client_secret_basic");
-    assert_eq!(b["registration_client_uri"], format!("{ISSUER}/register/{id}"));
+    assert_eq!(
+        b["registration_client_uri"],
+        format!("{ISSUER}/register/{id}")
+    );
     // Only a keyed hash is stored.
-    let stored = serde_json::to_string(&h.engine.store.get_client(&id).await.unwrap().unwrap()).unwrap();
+    let stored =
+        serde_json::to_string(&h.engine.store.get_client(&id).await.unwrap().unwrap()).unwrap();
     assert!(!stored.contains(&secret) && !stored.contains(&rat));
 
     // RFC 7592 read / update / delete.
     let path = format!("/register/{id}");
     let auth = format!("Bearer {rat}");
-    let (s, _, b) = h.send(Request::get(&path).header(header::AUTHORIZATION, &auth).body(Body::empty()).unwrap()).await;
+    let (s, _, b) = h
+        .send(
+            Request::get(&path)
+                .header(header::AUTHORIZATION, &auth)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert!(b.get("client_secret").is_none());
-    let (s, _, _) = h.send(Request::get(&path).header(header::AUTHORIZATION, "Bearer nope").body(Body::empty()).unwrap()).await;
+    let (s, _, _) = h
+        .send(
+            Request::get(&path)
+                .header(header::AUTHORIZATION, "Bearer nope")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let update = json!({"client_id": id, "client_name": "RP 2", "redirect_uris": ["https://rp.example.test/cb2"]});
     let (s, _, b) = h
-        .send(Request::put(&path).header(header::AUTHORIZATION, &auth).header(header::CONTENT_TYPE, "application/json").body(Body::from(update.to_string())).unwrap())
+        .send(
+            Request::put(&path)
+                .header(header::AUTHORIZATION, &auth)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(update.to_string()))
+                .unwrap(),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["client_name"], "RP 2");
     assert_eq!(b["redirect_uris"], json!(["https://rp.example.test/cb2"]));
-    let (s, _, _) = h.send(Request::delete(&path).header(header::AUTHORIZATION, &auth).body(Body::empty()).unwrap()).await;
+    let (s, _, _) = h
+        .send(
+            Request::delete(&path)
+                .header(header::AUTHORIZATION, &auth)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert!(h.engine.store.get_client(&id).await.unwrap().is_none());
 }
@@ -465,12 +861,30 @@ async fn dynamic_registration_lifecycle() {
 async fn registration_metadata_errors() {
     let h = harness().await;
     let cases = [
-        (json!({"redirect_uris": ["http://rp.example.test/cb"]}), "invalid_redirect_uri"),
-        (json!({"grant_types": ["authorization_code"]}), "invalid_redirect_uri"),
-        (json!({"grant_types": ["authorization_code"], "response_types": [], "redirect_uris": ["https://a.example.test/cb"]}), "invalid_client_metadata"),
-        (json!({"grant_types": ["client_credentials"], "jwks_uri": "https://a.example.test/jwks", "jwks": {"keys": []}, "token_endpoint_auth_method": "private_key_jwt"}), "invalid_client_metadata"),
-        (json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}), "invalid_client_metadata"),
-        (json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "magic"}), "invalid_client_metadata"),
+        (
+            json!({"redirect_uris": ["http://rp.example.test/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"grant_types": ["authorization_code"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"grant_types": ["authorization_code"], "response_types": [], "redirect_uris": ["https://a.example.test/cb"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"grant_types": ["client_credentials"], "jwks_uri": "https://a.example.test/jwks", "jwks": {"keys": []}, "token_endpoint_auth_method": "private_key_jwt"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "magic"}),
+            "invalid_client_metadata",
+        ),
     ];
     for (meta, code) in cases {
         let (s, _, b) = register(&h, Some(IAT), meta.clone()).await;
@@ -478,7 +892,11 @@ async fn registration_metadata_errors() {
         assert_eq!(b["error"], code, "{meta}: {b}");
     }
     // Not JSON at all.
-    let req = Request::post("/register").header(header::CONTENT_TYPE, "application/json").header(header::AUTHORIZATION, format!("Bearer {IAT}")).body(Body::from("{")).unwrap();
+    let req = Request::post("/register")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {IAT}"))
+        .body(Body::from("{"))
+        .unwrap();
     let (s, _, b) = h.send(req).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(b["error"], "invalid_client_metadata");
@@ -499,7 +917,14 @@ async fn registered_client_gets_tokens() {
 async fn a_client_is_never_refused_for_its_own_concurrency() {
     // Client lockout must not bound parallel requests of a correct client.
     let h = harness().await;
-    let secret = h.client("busy", AuthMethod::ClientSecretBasic, &["client_credentials"], None).await;
+    let secret = h
+        .client(
+            "busy",
+            AuthMethod::ClientSecretBasic,
+            &["client_credentials"],
+            None,
+        )
+        .await;
     let mut tasks = Vec::new();
     for _ in 0..64 {
         let router = h.router.clone();

@@ -38,6 +38,12 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 const READ_CONNECTIONS: u32 = 8;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// WAL frames between automatic checkpoints (SQLite's default is 1000). Every replay check
+/// dirties about one random index page, so under load the WAL grows by ~one 4 KiB frame per
+/// request; a checkpoint writes each distinct page once, however often it changed. Checkpointing
+/// every 8192 frames (a WAL of up to 32 MiB) rewrites the same hot pages far less often than
+/// every 1000: measured ~20 % more private_key_jwt requests per CPU second.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 8192;
 /// Most keys written by one replay statement (the JSON array is one bind value).
 const REPLAY_BATCH_MAX: usize = 512;
 
@@ -54,7 +60,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating the file and its parent directory if missing) a database file:
     /// WAL journal, `synchronous=NORMAL`, foreign keys on, a 5 s busy timeout; one writer
-    /// connection and up to 8 read-only connections.
+    /// connection (checkpointing every 8192 WAL frames) and up to 8 read-only connections.
     /// Does not migrate: call [`SqliteStore::migrate`].
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -68,12 +74,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let xp = |k: &str| std::env::var(k).ok();
-        let mut write_options = write_options;
-        if let Some(v) = xp("XP_AUTOCKPT") { write_options = write_options.pragma("wal_autocheckpoint", v); }
-        if let Some(v) = xp("XP_CACHE") { write_options = write_options.pragma("cache_size", v); }
-        if let Some(v) = xp("XP_SYNC") { write_options = write_options.pragma("synchronous", v); }
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
         // The writer is opened first: it creates the file and switches it to WAL (a property
         // of the file), which the read-only connections then use.
         let writer = SqlitePoolOptions::new()
@@ -131,7 +133,10 @@ impl SqliteStore {
 
     /// Applies the embedded migrations (`migrations/sqlite/`) that are not applied yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.writer).await.map_err(|e| db_err(e.into()))
+        MIGRATOR
+            .run(&self.writer)
+            .await
+            .map_err(|e| db_err(e.into()))
     }
 
     /// Closes the pools, waiting for connections to be returned.
@@ -160,7 +165,6 @@ impl SqliteStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        if std::env::var_os("XP_NOREPLAY").is_some() { return Ok(true); }
         self.replay.remember_once(key, expires_at, now).await
     }
 
@@ -220,7 +224,12 @@ impl ReplayBatcher {
         }
     }
 
-    async fn remember_once(&self, key: &str, expires_at: i64, now: i64) -> Result<bool, StoreError> {
+    async fn remember_once(
+        &self,
+        key: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let (reply, answer) = oneshot::channel();
         let request = ReplayRequest {
             key: key.to_owned(),

@@ -736,7 +736,11 @@ async fn concurrent_replay_many_keys(s: Arc<dyn Store>) {
     assert_eq!(winners.get(&1001), Some(&1), "an expired key is taken over");
     // And each is remembered: asked again later, none is fresh.
     for k in 0..100 {
-        assert!(!s.remember_once(&format!("k-{k}"), NOW + 60, NOW + 5).await.unwrap());
+        assert!(
+            !s.remember_once(&format!("k-{k}"), NOW + 60, NOW + 5)
+                .await
+                .unwrap()
+        );
     }
 }
 
@@ -1333,7 +1337,10 @@ mod lockout {
     );
 
     fn policy() -> LockoutPolicy {
-        LockoutPolicy { threshold: 5, ..LockoutPolicy::users() }
+        LockoutPolicy {
+            threshold: 5,
+            ..LockoutPolicy::users()
+        }
     }
 
     /// begin + finish, as the engine does; `Err(until)` when refused.
@@ -1379,10 +1386,18 @@ mod lockout {
         let recs = s.lockout_find(LockoutKind::User, "alice").await.unwrap();
         assert_eq!(recs.len(), 1);
         let r = &recs[0];
-        assert_eq!((r.failures, r.in_flight, r.locked_until, r.lock_count), (5, 0, Some(until), 1));
+        assert_eq!(
+            (r.failures, r.in_flight, r.locked_until, r.lock_count),
+            (5, 0, Some(until), 1)
+        );
         assert_eq!(r.last_failure_at, Some(NOW + 1));
         assert_eq!(r.last_source.as_deref(), Some("192.0.2.9"));
-        assert!(s.lockout_check_locked(&key, NOW + 2).await.unwrap().is_some());
+        assert!(
+            s.lockout_check_locked(&key, NOW + 2)
+                .await
+                .unwrap()
+                .is_some()
+        );
         assert!(s.lockout_check_locked(&key, until).await.unwrap().is_none());
         assert_eq!(s.lockout_list(NOW + 2).await.unwrap().len(), 1);
 
@@ -1392,14 +1407,27 @@ mod lockout {
         let scope = tessera_core::lockout::ClientLockoutScope::ClientAndSource;
         for ip in [ip1, ip2] {
             let k = LockoutKey::client("svc", ip, scope);
-            attempt(&s, &k, AttemptOutcome::CredentialFailure, NOW).await.unwrap();
+            attempt(&s, &k, AttemptOutcome::CredentialFailure, NOW)
+                .await
+                .unwrap();
         }
-        assert_eq!(s.lockout_find(LockoutKind::Client, "svc").await.unwrap().len(), 2);
+        assert_eq!(
+            s.lockout_find(LockoutKind::Client, "svc")
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
 
         // An administrator clears; a success resets to nothing.
         let cleared = s.lockout_clear(LockoutKind::User, "alice").await.unwrap();
         assert_eq!(cleared.len(), 1);
-        assert!(s.lockout_find(LockoutKind::User, "alice").await.unwrap().is_empty());
+        assert!(
+            s.lockout_find(LockoutKind::User, "alice")
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(
             attempt(&s, &key, AttemptOutcome::CredentialFailure, NOW + 3).await,
             Ok(Settled::Counted { failures: 1 })
@@ -1408,8 +1436,19 @@ mod lockout {
             attempt(&s, &key, AttemptOutcome::Success, NOW + 4).await,
             Ok(Settled::Released)
         );
-        assert!(s.lockout_find(LockoutKind::User, "alice").await.unwrap().is_empty());
-        assert_eq!(s.lockout_clear(LockoutKind::Client, "svc").await.unwrap().len(), 2);
+        assert!(
+            s.lockout_find(LockoutKind::User, "alice")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            s.lockout_clear(LockoutKind::Client, "svc")
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     /// 200 concurrent wrong passwords from `stores` (alternating): how many reached the
@@ -1452,8 +1491,15 @@ mod lockout {
     async fn lockout_200_concurrent_attempts_admit_at_most_threshold(s: Arc<dyn Store>) {
         let key = LockoutKey::user("storm");
         let checked = storm(vec![s.clone()], key.clone()).await;
-        assert_eq!(checked, 5, "at most the threshold reaches the password check");
-        let r = s.lockout_check_locked(&key, NOW + 1).await.unwrap().unwrap();
+        assert_eq!(
+            checked, 5,
+            "at most the threshold reaches the password check"
+        );
+        let r = s
+            .lockout_check_locked(&key, NOW + 1)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((r.failures, r.in_flight), (5, 0));
     }
 
@@ -1464,31 +1510,60 @@ mod lockout {
         // Sequential: failures alternate between the nodes and add up.
         for i in 0..4 {
             let s = if i % 2 == 0 { &a } else { &b };
-            attempt(s, &key, AttemptOutcome::CredentialFailure, NOW).await.unwrap();
+            attempt(s, &key, AttemptOutcome::CredentialFailure, NOW)
+                .await
+                .unwrap();
         }
         assert!(matches!(
             attempt(&b, &key, AttemptOutcome::CredentialFailure, NOW).await,
             Ok(Settled::LockedNow { .. })
         ));
         // Locked on node b, refused on node a.
-        assert!(attempt(&a, &key, AttemptOutcome::Success, NOW + 1).await.is_err());
+        assert!(
+            attempt(&a, &key, AttemptOutcome::Success, NOW + 1)
+                .await
+                .is_err()
+        );
         // Concurrent, across both nodes.
         let key = LockoutKey::user("erin");
         assert_eq!(storm(vec![a.clone(), b.clone()], key.clone()).await, 5);
-        assert!(a.lockout_check_locked(&key, NOW + 1).await.unwrap().is_some());
-        assert!(b.lockout_check_locked(&key, NOW + 1).await.unwrap().is_some());
+        assert!(
+            a.lockout_check_locked(&key, NOW + 1)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            b.lockout_check_locked(&key, NOW + 1)
+                .await
+                .unwrap()
+                .is_some()
+        );
         // An unlock on one node is seen by the other.
         b.lockout_clear(LockoutKind::User, "erin").await.unwrap();
-        assert!(a.lockout_check_locked(&key, NOW + 1).await.unwrap().is_none());
+        assert!(
+            a.lockout_check_locked(&key, NOW + 1)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     async fn lockout_survives_reopening(h: Arc<Harness>) {
         let key = LockoutKey::user("frank");
         for _ in 0..5 {
-            attempt(&h.store(), &key, AttemptOutcome::CredentialFailure, NOW).await.unwrap();
+            attempt(&h.store(), &key, AttemptOutcome::CredentialFailure, NOW)
+                .await
+                .unwrap();
         }
         let other = h.other_node().await;
-        assert!(other.lockout_check_locked(&key, NOW).await.unwrap().is_some());
+        assert!(
+            other
+                .lockout_check_locked(&key, NOW)
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     /// A spray of unknown names leaves nothing behind once the window is over; locks stay
@@ -1496,11 +1571,15 @@ mod lockout {
     async fn lockout_records_are_collected(s: Arc<dyn Store>) {
         for i in 0..300 {
             let key = LockoutKey::user(&format!("nobody-{i}"));
-            attempt(&s, &key, AttemptOutcome::CredentialFailure, NOW).await.unwrap();
+            attempt(&s, &key, AttemptOutcome::CredentialFailure, NOW)
+                .await
+                .unwrap();
         }
         let locked = LockoutKey::user("locked");
         for _ in 0..5 {
-            attempt(&s, &locked, AttemptOutcome::CredentialFailure, NOW).await.unwrap();
+            attempt(&s, &locked, AttemptOutcome::CredentialFailure, NOW)
+                .await
+                .unwrap();
         }
         assert_eq!(s.lockout_list(NOW).await.unwrap().len(), 301);
         assert_eq!(s.lockout_collect_expired(NOW + 299).await.unwrap(), 0);

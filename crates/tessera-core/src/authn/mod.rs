@@ -76,7 +76,10 @@ pub enum Outcome {
     AccountState(AccountState),
     /// The provider could not perform authentication (JAAS LoginException): directory down,
     /// timeout, misconfiguration. Never counted as a failed login.
-    Unavailable { cause: String, host: Option<String> },
+    Unavailable {
+        cause: String,
+        host: Option<String>,
+    },
     /// The provider does not handle this kind of login (JAAS `login()` returning false).
     NotApplicable,
 }

@@ -256,11 +256,17 @@ impl Engine {
                 found
             }
         };
-        let until = record.as_ref().and_then(|r| r.locked_until.filter(|_| r.is_locked(now)));
+        let until = record
+            .as_ref()
+            .and_then(|r| r.locked_until.filter(|_| r.is_locked(now)));
         let Some(until) = until else {
             let policy = self.settings.client_lockout;
             let had_failures = record.is_some_and(|r| r.live_failures(&policy, now) > 0);
-            return Ok(ClientAttempt { key, reserved: false, had_failures });
+            return Ok(ClientAttempt {
+                key,
+                reserved: false,
+                had_failures,
+            });
         };
         LockoutMetrics::inc(&self.lockout_metrics.attempts_while_locked_total);
         tracing::warn!(
@@ -276,7 +282,11 @@ impl Engine {
             detail! { "message" => format!("locked until {}", rfc3339(until)), "until" => until }
         });
         Err(OAuthError::invalid_client("client authentication failed")
-            .with_cause(format!("client '{}' locked until {}", key.name, rfc3339(until)))
+            .with_cause(format!(
+                "client '{}' locked until {}",
+                key.name,
+                rfc3339(until)
+            ))
             .with_challenge(challenge))
     }
 

@@ -23,13 +23,18 @@ pub enum PresentedClient {
     /// RFC 6749 §2.3.1 body parameters.
     Post { client_id: String, secret: Secret },
     /// RFC 7523 §2.2 `client_assertion`.
-    Assertion { client_id: Option<String>, assertion: String },
+    Assertion {
+        client_id: Option<String>,
+        assertion: String,
+    },
 }
 
 impl PresentedClient {
     pub fn client_id_hint(&self) -> Option<&str> {
         match self {
-            Self::Anonymous { client_id } | Self::Assertion { client_id, .. } => client_id.as_deref(),
+            Self::Anonymous { client_id } | Self::Assertion { client_id, .. } => {
+                client_id.as_deref()
+            }
             Self::Basic { client_id, .. } | Self::Post { client_id, .. } => Some(client_id),
         }
     }
@@ -62,13 +67,15 @@ fn parse_basic(value: &str) -> OAuthResult<(String, Secret)> {
     let decoded = STANDARD
         .decode(encoded)
         .map_err(|_| basic_failure("malformed Basic credentials"))?;
-    let text = String::from_utf8(decoded).map_err(|_| basic_failure("malformed Basic credentials"))?;
+    let text =
+        String::from_utf8(decoded).map_err(|_| basic_failure("malformed Basic credentials"))?;
     let (id, secret) = text
         .split_once(':')
         .ok_or_else(|| basic_failure("malformed Basic credentials"))?;
-    let id = decode_component(id.as_bytes()).map_err(|_| basic_failure("malformed Basic credentials"))?;
-    let secret =
-        decode_component(secret.as_bytes()).map_err(|_| basic_failure("malformed Basic credentials"))?;
+    let id = decode_component(id.as_bytes())
+        .map_err(|_| basic_failure("malformed Basic credentials"))?;
+    let secret = decode_component(secret.as_bytes())
+        .map_err(|_| basic_failure("malformed Basic credentials"))?;
     if id.is_empty() {
         return Err(basic_failure("malformed Basic credentials"));
     }
@@ -83,7 +90,11 @@ pub fn extract(authorization: Option<&str>, params: &Params) -> OAuthResult<Pres
     let assertion_type = params.get("client_assertion_type");
     let client_id = params.get("client_id");
 
-    let used = [basic.is_some(), body_secret.is_some(), assertion.is_some() || assertion_type.is_some()];
+    let used = [
+        basic.is_some(),
+        body_secret.is_some(),
+        assertion.is_some() || assertion_type.is_some(),
+    ];
     if used.iter().filter(|u| **u).count() > 1 {
         // RFC 7521 §4.2.1: more than one mechanism alongside an assertion is invalid_client;
         // otherwise RFC 6749 §2.3 / §5.2 make it invalid_request.
@@ -96,27 +107,47 @@ pub fn extract(authorization: Option<&str>, params: &Params) -> OAuthResult<Pres
     }
     if let Some((id, secret)) = basic {
         if client_id.is_some_and(|c| c != id) {
-            return Err(basic_failure("client_id does not match the Basic credentials"));
+            return Err(basic_failure(
+                "client_id does not match the Basic credentials",
+            ));
         }
-        return Ok(PresentedClient::Basic { client_id: id, secret });
+        return Ok(PresentedClient::Basic {
+            client_id: id,
+            secret,
+        });
     }
     if let Some(secret) = body_secret {
-        let id = client_id.ok_or_else(|| OAuthError::invalid_request("client_secret without client_id"))?;
-        return Ok(PresentedClient::Post { client_id: id.to_owned(), secret: Secret::new(secret) });
+        let id = client_id
+            .ok_or_else(|| OAuthError::invalid_request("client_secret without client_id"))?;
+        return Ok(PresentedClient::Post {
+            client_id: id.to_owned(),
+            secret: Secret::new(secret),
+        });
     }
     if assertion.is_some() || assertion_type.is_some() {
-        let assertion = assertion.ok_or_else(|| OAuthError::invalid_request("missing parameter 'client_assertion'"))?;
+        let assertion = assertion
+            .ok_or_else(|| OAuthError::invalid_request("missing parameter 'client_assertion'"))?;
         match assertion_type {
-            None => return Err(OAuthError::invalid_request("missing parameter 'client_assertion_type'")),
+            None => {
+                return Err(OAuthError::invalid_request(
+                    "missing parameter 'client_assertion_type'",
+                ));
+            }
             Some(JWT_BEARER_CLIENT_ASSERTION) => {}
-            Some(_) => return Err(OAuthError::invalid_client("unsupported client_assertion_type")),
+            Some(_) => {
+                return Err(OAuthError::invalid_client(
+                    "unsupported client_assertion_type",
+                ));
+            }
         }
         return Ok(PresentedClient::Assertion {
             client_id: client_id.map(str::to_owned),
             assertion: assertion.to_owned(),
         });
     }
-    Ok(PresentedClient::Anonymous { client_id: client_id.map(str::to_owned) })
+    Ok(PresentedClient::Anonymous {
+        client_id: client_id.map(str::to_owned),
+    })
 }
 
 /// Check that the presented mechanism is the one the client registered (RFC 7591 §2).
@@ -126,7 +157,10 @@ pub fn check_method(client: &Client, presented: &PresentedClient) -> OAuthResult
         (registered, presented),
         (AuthMethod::ClientSecretBasic, PresentedClient::Basic { .. })
             | (AuthMethod::ClientSecretPost, PresentedClient::Post { .. })
-            | (AuthMethod::ClientSecretJwt, PresentedClient::Assertion { .. })
+            | (
+                AuthMethod::ClientSecretJwt,
+                PresentedClient::Assertion { .. }
+            )
             | (AuthMethod::PrivateKeyJwt, PresentedClient::Assertion { .. })
             | (AuthMethod::None, PresentedClient::Anonymous { .. })
     );
@@ -160,7 +194,13 @@ mod tests {
     #[test]
     fn basic_is_form_decoded() {
         let got = extract(Some(&basic("my%20client", "a%2Bb")), &p("grant_type=x")).unwrap();
-        assert_eq!(got, PresentedClient::Basic { client_id: "my client".into(), secret: "a+b".into() });
+        assert_eq!(
+            got,
+            PresentedClient::Basic {
+                client_id: "my client".into(),
+                secret: "a+b".into()
+            }
+        );
     }
 
     #[test]
@@ -189,14 +229,24 @@ mod tests {
     fn assertion_needs_its_type() {
         let e = extract(None, &p("client_assertion=x")).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
-        let e = extract(None, &p("client_assertion=x&client_assertion_type=urn:other")).unwrap_err();
+        let e = extract(
+            None,
+            &p("client_assertion=x&client_assertion_type=urn:other"),
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidClient);
     }
 
     #[test]
     fn post_needs_client_id() {
         assert!(extract(None, &p("client_secret=x")).is_err());
-        assert!(matches!(extract(None, &p("client_id=a&client_secret=x")), Ok(PresentedClient::Post { .. })));
-        assert!(matches!(extract(None, &p("client_id=a")), Ok(PresentedClient::Anonymous { client_id: Some(_) })));
+        assert!(matches!(
+            extract(None, &p("client_id=a&client_secret=x")),
+            Ok(PresentedClient::Post { .. })
+        ));
+        assert!(matches!(
+            extract(None, &p("client_id=a")),
+            Ok(PresentedClient::Anonymous { client_id: Some(_) })
+        ));
     }
 }

@@ -18,15 +18,29 @@ enum Found {
 
 impl Engine {
     /// Verify an access token this server signed (signature, type, issuer, expiry, revocation).
-    pub async fn verify_access_token(&self, token: &str, now: UnixTime) -> OAuthResult<Option<Map<String, Value>>> {
-        let limits = Limits { max_token_bytes: self.settings.max_jwt_bytes, ..Limits::default() };
-        let Ok(jwt) = decode_compact(token, &limits) else { return Ok(None) };
+    pub async fn verify_access_token(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> OAuthResult<Option<Map<String, Value>>> {
+        let limits = Limits {
+            max_token_bytes: self.settings.max_jwt_bytes,
+            ..Limits::default()
+        };
+        let Ok(jwt) = decode_compact(token, &limits) else {
+            return Ok(None);
+        };
         if jwt.header().typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
             return Ok(None);
         }
-        let Some(kid) = jwt.header().kid.as_deref() else { return Ok(None) };
-        let Some(key) = self.keys.verifier(kid, now) else { return Ok(None) };
-        let Ok(verified) = jwt.verify(&key, &[self.settings.access_token_alg, jwt.header().alg]) else {
+        let Some(kid) = jwt.header().kid.as_deref() else {
+            return Ok(None);
+        };
+        let Some(key) = self.keys.verifier(kid, now) else {
+            return Ok(None);
+        };
+        let Ok(verified) = jwt.verify(&key, &[self.settings.access_token_alg, jwt.header().alg])
+        else {
             return Ok(None);
         };
         let claims = verified.claims().clone();
@@ -51,14 +65,22 @@ impl Engine {
         Ok(Some(claims))
     }
 
-    async fn find_token(&self, token: &str, hint: Option<&str>, now: UnixTime) -> OAuthResult<Option<Found>> {
+    async fn find_token(
+        &self,
+        token: &str,
+        hint: Option<&str>,
+        now: UnixTime,
+    ) -> OAuthResult<Option<Found>> {
         // RFC 7009 §2.1 / RFC 7662 §2.1: the hint only orders the search.
         let refresh_first = hint == Some("refresh_token");
         for round in 0..2 {
             let try_refresh = (round == 0) == refresh_first;
             if try_refresh {
                 if token.len() <= 128
-                    && let Some(rt) = self.store.get_refresh_token(&self.master.hash_token(token)).await?
+                    && let Some(rt) = self
+                        .store
+                        .get_refresh_token(&self.master.hash_token(token))
+                        .await?
                     && rt.expires_at > now
                 {
                     return Ok(Some(Found::Refresh(rt)));
@@ -71,15 +93,34 @@ impl Engine {
     }
 
     /// RFC 7662 §2.2 response for an authenticated caller.
-    pub async fn introspect(&self, caller: &Client, params: &Params, now: UnixTime) -> OAuthResult<Value> {
+    pub async fn introspect(
+        &self,
+        caller: &Client,
+        params: &Params,
+        now: UnixTime,
+    ) -> OAuthResult<Value> {
         let token = params.require("token")?;
         let inactive = json!({ "active": false });
-        match self.find_token(token, params.get("token_type_hint"), now).await? {
+        match self
+            .find_token(token, params.get("token_type_hint"), now)
+            .await?
+        {
             Some(Found::Access(claims)) => {
                 let mut out = Map::new();
                 out.insert("active".into(), true.into());
                 out.insert("token_type".into(), "Bearer".into());
-                for k in ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "client_id", "auth_time"] {
+                for k in [
+                    "iss",
+                    "sub",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "nbf",
+                    "jti",
+                    "scope",
+                    "client_id",
+                    "auth_time",
+                ] {
                     if let Some(v) = claims.get(k) {
                         out.insert(k.into(), v.clone());
                     }
@@ -111,17 +152,22 @@ impl Engine {
     /// still answer 200 (§2.2), so the response says nothing about them.
     pub async fn revoke(&self, caller: &Client, params: &Params, now: UnixTime) -> OAuthResult<()> {
         let token = params.require("token")?;
-        match self.find_token(token, params.get("token_type_hint"), now).await? {
+        match self
+            .find_token(token, params.get("token_type_hint"), now)
+            .await?
+        {
             Some(Found::Refresh(rt)) if rt.client_id == caller.client_id => {
                 // §2.1: revoking a refresh token SHOULD revoke every token of the same grant.
                 self.store.revoke_grant(&rt.grant_id, now).await?;
             }
             Some(Found::Access(claims))
-                if claims.get("client_id").and_then(Value::as_str) == Some(caller.client_id.as_str()) =>
+                if claims.get("client_id").and_then(Value::as_str)
+                    == Some(caller.client_id.as_str()) =>
             {
-                if let (Some(jti), Some(exp)) =
-                    (claims.get("jti").and_then(Value::as_str), claims.get("exp").and_then(Value::as_i64))
-                {
+                if let (Some(jti), Some(exp)) = (
+                    claims.get("jti").and_then(Value::as_str),
+                    claims.get("exp").and_then(Value::as_i64),
+                ) {
                     self.store.revoke_access_token(jti, exp).await?;
                 }
             }

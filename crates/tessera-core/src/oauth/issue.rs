@@ -49,7 +49,11 @@ pub struct AccessTokenRequest {
 
 impl Engine {
     /// Sign an access token; returns (token, expires_in).
-    pub fn issue_access_token(&self, req: AccessTokenRequest, now: UnixTime) -> OAuthResult<(String, u64)> {
+    pub fn issue_access_token(
+        &self,
+        req: AccessTokenRequest,
+        now: UnixTime,
+    ) -> OAuthResult<(String, u64)> {
         let s = &self.settings;
         let mut exp = now + s.access_token_ttl as i64;
         if let Some(limit) = req.not_after {
@@ -58,7 +62,9 @@ impl Engine {
         let claims = AccessTokenClaims {
             iss: s.issuer.clone(),
             exp,
-            aud: req.audience.unwrap_or_else(|| s.access_token_audience().to_owned()),
+            aud: req
+                .audience
+                .unwrap_or_else(|| s.access_token_audience().to_owned()),
             sub: req.subject,
             client_id: req.client_id,
             iat: now,
@@ -68,7 +74,10 @@ impl Engine {
             gid: req.grant_id,
             extra: req.extra,
         };
-        let signer = self.keys.signer(s.access_token_alg, now).map_err(OAuthError::server_error)?;
+        let signer = self
+            .keys
+            .signer(s.access_token_alg, now)
+            .map_err(OAuthError::server_error)?;
         let token = signer
             .sign_jwt(Some(ACCESS_TOKEN_TYP), &claims)
             .map_err(OAuthError::server_error)?;

@@ -42,5 +42,10 @@ pub mod grant_type {
     pub const CLIENT_CREDENTIALS: &str = "client_credentials";
     pub const REFRESH_TOKEN: &str = "refresh_token";
     pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-    pub const ALL: [&str; 4] = [AUTHORIZATION_CODE, CLIENT_CREDENTIALS, REFRESH_TOKEN, JWT_BEARER];
+    pub const ALL: [&str; 4] = [
+        AUTHORIZATION_CODE,
+        CLIENT_CREDENTIALS,
+        REFRESH_TOKEN,
+        JWT_BEARER,
+    ];
 }

@@ -128,9 +128,18 @@ mod tests {
 
     #[test]
     fn rejects_duplicates_even_when_empty() {
-        assert_eq!(Params::parse(b"a=1&a=2"), Err(FormError::Duplicate("a".into())));
-        assert_eq!(Params::parse(b"a=&a=2"), Err(FormError::Duplicate("a".into())));
-        assert_eq!(Params::parse(b"a=1&%61=2"), Err(FormError::Duplicate("a".into())));
+        assert_eq!(
+            Params::parse(b"a=1&a=2"),
+            Err(FormError::Duplicate("a".into()))
+        );
+        assert_eq!(
+            Params::parse(b"a=&a=2"),
+            Err(FormError::Duplicate("a".into()))
+        );
+        assert_eq!(
+            Params::parse(b"a=1&%61=2"),
+            Err(FormError::Duplicate("a".into()))
+        );
     }
 
     #[test]

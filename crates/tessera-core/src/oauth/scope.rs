@@ -8,7 +8,9 @@ pub struct Scope(Vec<String>);
 
 /// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 fn valid_token(t: &str) -> bool {
-    !t.is_empty() && t.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+    !t.is_empty()
+        && t.bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
 }
 
 impl Scope {
@@ -16,7 +18,9 @@ impl Scope {
         let mut out: Vec<String> = Vec::new();
         for t in s.split(' ').filter(|t| !t.is_empty()) {
             if !valid_token(t) {
-                return Err(OAuthError::invalid_scope("scope contains an invalid character"));
+                return Err(OAuthError::invalid_scope(
+                    "scope contains an invalid character",
+                ));
             }
             if !out.iter().any(|x| x == t) {
                 out.push(t.to_owned());
@@ -46,16 +50,27 @@ impl Scope {
         &self.0
     }
     pub fn without(&self, drop: &[&str]) -> Self {
-        Self(self.0.iter().filter(|t| !drop.contains(&t.as_str())).cloned().collect())
+        Self(
+            self.0
+                .iter()
+                .filter(|t| !drop.contains(&t.as_str()))
+                .cloned()
+                .collect(),
+        )
     }
     /// The first token not in `allowed`.
     pub fn first_outside(&self, allowed: &Scope) -> Option<&str> {
-        self.0.iter().find(|t| !allowed.contains(t)).map(String::as_str)
+        self.0
+            .iter()
+            .find(|t| !allowed.contains(t))
+            .map(String::as_str)
     }
     /// Fail with `invalid_scope` naming the first token not in `allowed`.
     pub fn ensure_within(&self, allowed: &Scope, what: &str) -> OAuthResult<()> {
         match self.first_outside(allowed) {
-            Some(t) => Err(OAuthError::invalid_scope(format!("scope '{t}' is not allowed for {what}"))),
+            Some(t) => Err(OAuthError::invalid_scope(format!(
+                "scope '{t}' is not allowed for {what}"
+            ))),
             None => Ok(()),
         }
     }
@@ -82,8 +97,19 @@ mod tests {
     #[test]
     fn within() {
         let allowed = Scope::parse("a b").unwrap();
-        assert!(Scope::parse("a").unwrap().ensure_within(&allowed, "x").is_ok());
-        let e = Scope::parse("a c").unwrap().ensure_within(&allowed, "client x").unwrap_err();
-        assert_eq!(e.description.as_deref(), Some("scope 'c' is not allowed for client x"));
+        assert!(
+            Scope::parse("a")
+                .unwrap()
+                .ensure_within(&allowed, "x")
+                .is_ok()
+        );
+        let e = Scope::parse("a c")
+            .unwrap()
+            .ensure_within(&allowed, "client x")
+            .unwrap_err();
+        assert_eq!(
+            e.description.as_deref(),
+            Some("scope 'c' is not allowed for client x")
+        );
     }
 }

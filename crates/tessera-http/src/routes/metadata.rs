@@ -9,8 +9,10 @@ use crate::AppState;
 
 pub(super) async fn discovery(State(s): State<AppState>) -> Response {
     let mut r = Json(s.engine.discovery_document()).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     r
 }
 
@@ -23,8 +25,10 @@ pub(super) async fn jwks(State(s): State<AppState>) -> Response {
     if let Ok(v) = HeaderValue::from_str(&cc) {
         r.headers_mut().insert(header::CACHE_CONTROL, v);
     }
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
     r
 }
 

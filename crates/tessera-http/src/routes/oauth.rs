@@ -4,9 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use tessera_core::OAuthError;
 use tessera_core::engine::Endpoint;
 use tessera_core::oauth::client_auth;
-use tessera_core::OAuthError;
 
 use super::no_store;
 use crate::AppState;
@@ -36,7 +36,10 @@ async fn authenticated_caller(
         // RFC 7662 §2.1 / RFC 7009 §2.1: these endpoints require client authentication.
         return Err(OAuthError::invalid_client("client authentication is required").into());
     }
-    Ok(s.engine.authenticate_client(&presented, endpoint, ctx).await?.client)
+    Ok(s.engine
+        .authenticate_client(&presented, endpoint, ctx)
+        .await?
+        .client)
 }
 
 pub(super) async fn introspect(
@@ -45,7 +48,8 @@ pub(super) async fn introspect(
     Authorization(auth): Authorization,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, ApiError> {
-    let caller = authenticated_caller(&s, &ctx, auth.as_deref(), &params, Endpoint::Introspection).await?;
+    let caller =
+        authenticated_caller(&s, &ctx, auth.as_deref(), &params, Endpoint::Introspection).await?;
     let now = s.engine.now();
     let body = s.engine.introspect(&caller, &params, now).await?;
     Ok(no_store(Json(body).into_response()))
@@ -57,7 +61,8 @@ pub(super) async fn revoke(
     Authorization(auth): Authorization,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, ApiError> {
-    let caller = authenticated_caller(&s, &ctx, auth.as_deref(), &params, Endpoint::Revocation).await?;
+    let caller =
+        authenticated_caller(&s, &ctx, auth.as_deref(), &params, Endpoint::Revocation).await?;
     let now = s.engine.now();
     s.engine.revoke(&caller, &params, now).await?;
     // RFC 7009 §2.2: 200 whether or not the token was valid.

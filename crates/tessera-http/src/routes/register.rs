@@ -16,7 +16,10 @@ pub(super) async fn create(
     JsonBody(meta): JsonBody,
 ) -> Result<Response, ApiError> {
     let now = s.engine.now();
-    let body = s.engine.register_client(auth.as_deref(), &meta, now).await?;
+    let body = s
+        .engine
+        .register_client(auth.as_deref(), &meta, now)
+        .await?;
     // RFC 7591 §3.2.1: 201 Created.
     Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
 }
@@ -26,7 +29,10 @@ pub(super) async fn read(
     Path(client_id): Path<String>,
     Authorization(auth): Authorization,
 ) -> Result<Response, ApiError> {
-    let body = s.engine.read_registration(&client_id, auth.as_deref()).await?;
+    let body = s
+        .engine
+        .read_registration(&client_id, auth.as_deref())
+        .await?;
     Ok(no_store(Json(body).into_response()))
 }
 
@@ -36,7 +42,10 @@ pub(super) async fn update(
     Authorization(auth): Authorization,
     JsonBody(meta): JsonBody,
 ) -> Result<Response, ApiError> {
-    let body = s.engine.update_registration(&client_id, auth.as_deref(), &meta).await?;
+    let body = s
+        .engine
+        .update_registration(&client_id, auth.as_deref(), &meta)
+        .await?;
     Ok(no_store(Json(body).into_response()))
 }
 
@@ -45,7 +54,9 @@ pub(super) async fn delete(
     Path(client_id): Path<String>,
     Authorization(auth): Authorization,
 ) -> Result<Response, ApiError> {
-    s.engine.delete_registration(&client_id, auth.as_deref()).await?;
+    s.engine
+        .delete_registration(&client_id, auth.as_deref())
+        .await?;
     // RFC 7592 §2.3: 204 No Content.
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -13,8 +13,8 @@ use tessera_core::error::OAuthError;
 use tessera_core::store::StoreError;
 
 use crate::app::{App, AppError, init_logging};
-use crate::cli_assertion::{AssertionCommand, ServiceAccountCommand};
 use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli_assertion::{AssertionCommand, ServiceAccountCommand};
 use crate::config::{Config, ConfigError, ConfigFile, Env, Overrides};
 
 pub use serve::{Quickstart, quickstart_setup};
@@ -110,11 +110,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Assertion(AssertionCommand::Mint(a)) => crate::cli_assertion::assertion_mint(&a),
         Command::Assertion(AssertionCommand::Check(a)) => {
-            let accepted = crate::cli_assertion::assertion_check(&open_app(config).await?.engine, &a).await?;
+            let accepted =
+                crate::cli_assertion::assertion_check(&open_app(config).await?.engine, &a).await?;
             if accepted {
                 Ok(())
             } else {
-                Err(CliError::user("the assertion was rejected (see the checks above)"))
+                Err(CliError::user(
+                    "the assertion was rejected (see the checks above)",
+                ))
             }
         }
         Command::Lockout(c) => crate::cli_lockout::run(&open_app(config).await?, c).await,

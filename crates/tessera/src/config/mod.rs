@@ -62,8 +62,8 @@ pub const MASTER_KEY_FILE: &str = "master.key";
 
 mod parse;
 mod raw;
-mod validate;
 pub mod upstream;
+mod validate;
 
 use parse::*;
 pub use raw::*;

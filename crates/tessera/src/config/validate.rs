@@ -344,7 +344,10 @@ pub(super) fn validate(
     settings.user_lockout = raw.lockout.users.apply(LockoutPolicy::users());
     settings.client_lockout = raw.lockout.clients.apply(LockoutPolicy::clients());
     settings.client_lockout_scope = raw.lockout.client_scope;
-    for (name, p) in [("users", &settings.user_lockout), ("clients", &settings.client_lockout)] {
+    for (name, p) in [
+        ("users", &settings.user_lockout),
+        ("clients", &settings.client_lockout),
+    ] {
         if p.enabled && (p.threshold == 0 || p.reset_window == 0) {
             err(
                 &format!("lockout.{name}"),
@@ -425,7 +428,8 @@ pub(super) fn validate(
         });
     }
 
-    let (upstreams, upstream_errors) = super::upstream::validate_upstreams(&raw.upstreams, env, base_dir);
+    let (upstreams, upstream_errors) =
+        super::upstream::validate_upstreams(&raw.upstreams, env, base_dir);
     for (path, msg) in upstream_errors {
         err(&path, msg);
     }

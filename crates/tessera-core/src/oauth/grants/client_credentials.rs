@@ -3,10 +3,10 @@
 use crate::engine::Engine;
 use crate::error::{OAuthError, OAuthResult};
 use crate::model::Client;
+use crate::oauth::TokenResponse;
 use crate::oauth::issue::AccessTokenRequest;
 use crate::oauth::params::Params;
 use crate::oauth::scope::Scope;
-use crate::oauth::TokenResponse;
 
 impl Engine {
     pub(crate) async fn grant_client_credentials(
@@ -21,7 +21,9 @@ impl Engine {
                 "public clients cannot use the client_credentials grant",
             ));
         }
-        let allowed = self.client_scope(client).without(&["openid", "offline_access"]);
+        let allowed = self
+            .client_scope(client)
+            .without(&["openid", "offline_access"]);
         let scope = match params.get("scope") {
             Some(s) => {
                 let requested = Scope::parse(s)?;
