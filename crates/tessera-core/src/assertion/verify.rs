@@ -615,10 +615,10 @@ impl<'a> Run<'a> {
         // OIDC Core §9: HMAC keyed with the octets of the client secret, which is stored sealed
         // (AES-256-GCM under the master key, context "client-secret:<client_id>").
         let secret = match &client.secret_sealed {
-            Some(sealed) => self
-                .engine
-                .master
-                .unseal(sealed, &format!("client-secret:{}", client.client_id)),
+            Some(sealed) => self.engine.master.unseal(
+                sealed,
+                &crate::registration::client_secret_context(&client.client_id),
+            ),
             None => {
                 self.record(
                     "signature",

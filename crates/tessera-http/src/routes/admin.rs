@@ -15,10 +15,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tessera_core::lockout::{LockoutMetrics, LockoutStatus};
 
+use super::no_store;
 use crate::AppState;
 
 /// `None` when the caller may use the admin API; else the response to send.
-fn refuse(s: &AppState, headers: &HeaderMap) -> Option<Response> {
+pub(super) fn refuse(s: &AppState, headers: &HeaderMap) -> Option<Response> {
     if s.engine
         .settings
         .admin_token
@@ -59,12 +60,6 @@ fn store_failure(e: impl std::fmt::Display) -> Response {
         Json(json!({ "error": "temporarily_unavailable", "error_description": "the store is unavailable" })),
     )
         .into_response()
-}
-
-fn no_store(mut r: Response) -> Response {
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
 }
 
 fn name_view(name: &str, records: &[LockoutStatus]) -> serde_json::Value {

@@ -15,7 +15,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Deserialize;
@@ -25,48 +25,9 @@ use tessera_core::diagnostics::{Attempt, AttemptError};
 use tessera_core::oauth::RequestContext;
 use tessera_core::oauth::params::Params;
 
+use super::admin::refuse;
+use super::no_store;
 use crate::AppState;
-
-/// `None` when the caller may use the admin API; else the response to send.
-fn refuse(s: &AppState, headers: &HeaderMap) -> Option<Response> {
-    if s.engine
-        .settings
-        .admin_token
-        .as_ref()
-        .is_none_or(|t| t.is_empty())
-    {
-        return Some(StatusCode::NOT_FOUND.into_response());
-    }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .unwrap_or_default();
-    if s.engine.admin_token_matches(presented) {
-        return None;
-    }
-    tracing::warn!(target: "tessera::security", event = "admin_auth_failed", "admin API: missing or wrong bearer token");
-    let mut r = (
-        StatusCode::UNAUTHORIZED,
-        Json(json!({ "error": "invalid_token" })),
-    )
-        .into_response();
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"tessera-admin\""),
-    );
-    Some(r)
-}
-
-fn no_store(mut r: Response) -> Response {
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
 
 fn bad_request(what: impl Into<String>) -> Response {
     (

@@ -29,6 +29,7 @@ use tessera_core::assertion::keyfile::{ServiceAccountKeyFile, create_service_acc
 use tessera_core::clock::{Clock, ManualClock, SystemClock};
 use tessera_jose::{Algorithm, SigningKey};
 
+use crate::support::interop::{interop_dir, node_with, python};
 use crate::support::{Options, Tessera, TestClient, TestServer, jwt_parts, toml_string};
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -36,52 +37,6 @@ const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-fn interop_dir() -> PathBuf {
-    std::env::var_os("TESSERA_INTEROP_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop"))
-}
-
-/// `None` (after saying why) when a tool is missing and services are not required.
-fn tool(path: PathBuf, what: &str) -> Option<PathBuf> {
-    if path.exists() {
-        return Some(path);
-    }
-    let msg = format!(
-        "{what} is missing ({}): run scripts/install-test-deps.sh",
-        path.display()
-    );
-    if std::env::var("TESSERA_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
-}
-
-fn node() -> Option<PathBuf> {
-    let node = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("node"))
-            .find(|n| n.exists())
-    });
-    let node = tool(
-        node.unwrap_or_else(|| PathBuf::from("/nonexistent/node")),
-        "node",
-    )?;
-    tool(
-        interop_dir().join("node_modules/openid-client"),
-        "tests/interop/node_modules",
-    )?;
-    Some(node)
-}
-
-fn python() -> Option<PathBuf> {
-    tool(
-        interop_dir().join(".venv/bin/python"),
-        "the Python venv tests/interop/.venv",
-    )
-}
 
 struct ScriptRun {
     success: bool,
@@ -540,7 +495,9 @@ async fn authlib_authenticates_with_private_key_jwt_and_client_secret_jwt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openid_client_authenticates_with_private_key_jwt() {
-    let Some(node) = node() else { return };
+    let Some(node) = node_with("openid-client") else {
+        return;
+    };
     let server = TestServer::start("").await;
     let dir = tempfile::tempdir().unwrap();
     for alg in [

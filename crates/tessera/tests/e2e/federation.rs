@@ -23,6 +23,7 @@ use tessera_egress::proxy::ProxySettings;
 use tessera_egress::{EgressConfig, HttpClient};
 use tessera_http::EgressUpstreamHttp;
 
+use crate::support::interop::{artifacts_dir, interop_dir, node_with, on_path, tool};
 use crate::support::{Options, TestServer, jwt_parts};
 
 const RP_REDIRECT: &str = "https://rp.example/cb";
@@ -1017,55 +1018,6 @@ fn start_proxy(dir: &std::path::Path, deny: &str) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 // node-oidc-provider as the upstream, a real proxy on the configured egress path, a browser.
 
-fn interop_dir() -> PathBuf {
-    std::env::var_os("TESSERA_INTEROP_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop"))
-}
-
-fn artifacts_dir() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/artifacts");
-    std::fs::create_dir_all(&d).expect("artifacts dir");
-    d
-}
-
-/// `None` (after saying why) when a tool is missing and services are not required.
-fn tool(path: PathBuf, what: &str) -> Option<PathBuf> {
-    if path.exists() {
-        return Some(path);
-    }
-    let msg = format!(
-        "{what} is missing ({}): run scripts/install-test-deps.sh",
-        path.display()
-    );
-    if std::env::var("TESSERA_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
-}
-
-/// `program` found on PATH (or a name that does not exist, for [`tool`] to report).
-fn on_path(program: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(program))
-                .find(|n| n.exists())
-        })
-        .unwrap_or_else(|| PathBuf::from(program))
-}
-
-/// Node and the interop packages (oidc-provider, playwright-core).
-fn node() -> Option<PathBuf> {
-    let node = tool(on_path("node"), "node")?;
-    tool(
-        interop_dir().join("node_modules/oidc-provider"),
-        "tests/interop/node_modules",
-    )?;
-    Some(node)
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -1284,7 +1236,9 @@ fn test_tls(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
 /// an ID token and userinfo carrying the mapped email and groups.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signs_in_through_node_oidc_provider() {
-    let Some(node) = node() else { return };
+    let Some(node) = node_with("oidc-provider") else {
+        return;
+    };
     let port = free_port();
     let rp = TestServer::start(&node_upstream_toml(&format!("http://127.0.0.1:{port}"), "")).await;
     let _upstream = NodeUpstream::start(
@@ -1384,7 +1338,9 @@ async fn signs_in_through_node_oidc_provider() {
 /// tunnel; the code exchange fails and the message names the proxy's status line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_refusing_connect_is_named_with_its_status_line() {
-    let Some(node) = node() else { return };
+    let Some(node) = node_with("oidc-provider") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let Some((ca, cert, key)) = test_tls(dir.path()) else {
         return;
@@ -1466,7 +1422,9 @@ impl Drop for StopProxy {
 /// the RP side (answer the callback with a page instead of a third redirect).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_signs_in_through_the_upstream_button() {
-    let Some(node) = node() else { return };
+    let Some(node) = node_with("oidc-provider") else {
+        return;
+    };
     let chromium = std::env::var_os("TESSERA_TEST_CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));

@@ -15,6 +15,7 @@ use reqwest::header::{HeaderMap, LOCATION};
 use serde_json::{Value, json};
 use tessera_core::clock::ManualClock;
 
+use crate::support::interop::{artifacts_dir, interop_dir, node_with, python, tool};
 use crate::support::{Options, TestClient, TestServer, jwt_parts};
 
 /// RFC 7636 Appendix B.
@@ -601,58 +602,6 @@ async fn logout_without_a_hint_asks_first() {
 // ---------------------------------------------------------------------------------------------
 // Real third parties.
 
-fn interop_dir() -> PathBuf {
-    std::env::var_os("TESSERA_INTEROP_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop"))
-}
-
-fn artifacts_dir() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/artifacts");
-    std::fs::create_dir_all(&d).expect("artifacts dir");
-    d
-}
-
-/// `None` (after saying why) when a tool is missing and services are not required.
-fn tool(path: PathBuf, what: &str) -> Option<PathBuf> {
-    if path.exists() {
-        return Some(path);
-    }
-    let msg = format!(
-        "{what} is missing ({}): run scripts/install-test-deps.sh",
-        path.display()
-    );
-    if std::env::var("TESSERA_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
-}
-
-fn node() -> Option<PathBuf> {
-    let node = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("node"))
-            .find(|n| n.exists())
-    });
-    let node = tool(
-        node.unwrap_or_else(|| PathBuf::from("/nonexistent/node")),
-        "node",
-    )?;
-    tool(
-        interop_dir().join("node_modules/openid-client"),
-        "tests/interop/node_modules",
-    )?;
-    Some(node)
-}
-
-fn python() -> Option<PathBuf> {
-    tool(
-        interop_dir().join(".venv/bin/python"),
-        "the Python venv tests/interop/.venv",
-    )
-}
-
 /// Run an interop script against the server with `env`; fail with its output if it fails.
 async fn run_script(program: PathBuf, script: &str, env: Vec<(&str, String)>) -> Value {
     let dir = interop_dir();
@@ -717,7 +666,9 @@ async fn rp_client(server: &TestServer, redirect: &str, first_party: bool) -> Te
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openid_client_completes_the_code_flow() {
-    let Some(node) = node() else { return };
+    let Some(node) = node_with("openid-client") else {
+        return;
+    };
     let server = TestServer::start("").await;
     server.create_user("oc-user", "oc-password-1").await;
     let c = rp_client(&server, "http://127.0.0.1:9/cb", false).await;
@@ -806,7 +757,9 @@ async fn jira_data_center_profile() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_signs_in_through_the_real_pages() {
-    let Some(node) = node() else { return };
+    let Some(node) = node_with("openid-client") else {
+        return;
+    };
     let chromium = std::env::var_os("TESSERA_TEST_CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)] // each test uses a different part of the harness
 
+pub mod interop;
 pub mod process;
 
 use std::io::Write;
