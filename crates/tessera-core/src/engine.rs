@@ -39,7 +39,7 @@ pub struct Engine {
     /// Upstream OpenID providers (`crate::federation`); the binary installs the configured ones.
     pub upstreams: crate::federation::Upstreams,
     /// Client records read on every token request (see `crate::cache`).
-    client_cache: crate::cache::TtlCache<Option<Client>>,
+    client_cache: crate::cache::TtlCache<Option<Arc<Client>>>,
     /// Client lockout state, read on every client authentication.
     pub(crate) client_lock_cache: crate::cache::TtlCache<Option<crate::lockout::LockoutRecord>>,
 }
@@ -55,7 +55,7 @@ impl std::fmt::Debug for Engine {
 /// A client that proved who it is (or a public client identified by `client_id`).
 #[derive(Debug, Clone)]
 pub struct AuthenticatedClient {
-    pub client: Client,
+    pub client: Arc<Client>,
     pub method: AuthMethod,
 }
 
@@ -104,12 +104,13 @@ impl Engine {
         self.clock.now()
     }
 
-    /// A client record, from this node's short-lived cache or the store.
-    pub async fn client(&self, client_id: &str) -> crate::store::StoreResult<Option<Client>> {
+    /// A client record, from this node's short-lived cache or the store (shared, not copied:
+    /// it is read on every token request).
+    pub async fn client(&self, client_id: &str) -> crate::store::StoreResult<Option<Arc<Client>>> {
         if let Some(hit) = self.client_cache.get(client_id) {
             return Ok(hit);
         }
-        let found = self.store.get_client(client_id).await?;
+        let found = self.store.get_client(client_id).await?.map(Arc::new);
         self.client_cache.put(client_id, found.clone());
         Ok(found)
     }
@@ -313,7 +314,7 @@ impl Engine {
             (grant_type::JWT_BEARER, c) => {
                 crate::assertion::grant_jwt_bearer(
                     self,
-                    c.as_ref().map(|c| &c.client),
+                    c.as_ref().map(|c| &*c.client),
                     params,
                     ctx,
                     now,

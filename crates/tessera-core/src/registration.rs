@@ -38,8 +38,15 @@ pub const CLIENT_SECRET_JWT_ALGS: [Algorithm; 3] =
 /// ID token algorithms this server can sign with.
 pub const ID_TOKEN_ALGS: [Algorithm; 3] = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
 
-fn is_loopback_host(host: &str) -> bool {
-    host == "localhost" || host == "127.0.0.1" || host == "[::1]" || host.starts_with("127.")
+/// `localhost` or a loopback IP literal (RFC 8252 §7.3, §8.3). A name such as
+/// `127.example.com` is not loopback, however it starts.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// A redirect URI: absolute, no fragment (RFC 6749 §3.1.2), https — or http on loopback, or a
@@ -54,7 +61,7 @@ pub fn validate_redirect_uri(uri: &str, native: bool, allow_http: bool) -> OAuth
     }
     match parsed.scheme() {
         "https" => Ok(()),
-        "http" if is_loopback_host(parsed.host_str().unwrap_or_default()) || allow_http => Ok(()),
+        "http" if is_loopback(&parsed) || allow_http => Ok(()),
         "http" => Err(bad_redirect(format!(
             "redirect URI '{uri}' must use https (http is allowed only on loopback)"
         ))),
@@ -97,13 +104,37 @@ fn https_uri(meta: &Map<String, Value>, name: &str) -> OAuthResult<Option<String
         return Ok(None);
     };
     match url::Url::parse(&v) {
-        Ok(u)
-            if u.scheme() == "https"
-                || (u.scheme() == "http" && is_loopback_host(u.host_str().unwrap_or_default())) =>
-        {
-            Ok(Some(v))
-        }
+        Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)) => Ok(Some(v)),
         _ => Err(bad_meta(format!("{name} must be an https URL"))),
+    }
+}
+
+/// Back-Channel Logout 1.0 §2.2: an absolute URI without a fragment, https; http only for a
+/// confidential client and where the OP allows it — here, as for redirect URIs, on loopback (a
+/// receiver on the server's own host, e.g. in development).
+fn backchannel_logout_uri(
+    meta: &Map<String, Value>,
+    confidential: bool,
+) -> OAuthResult<Option<String>> {
+    let Some(v) = string_field(meta, "backchannel_logout_uri")? else {
+        return Ok(None);
+    };
+    let u = url::Url::parse(&v)
+        .map_err(|_| bad_meta("backchannel_logout_uri must be an absolute https URL"))?;
+    if u.fragment().is_some() {
+        return Err(bad_meta(
+            "backchannel_logout_uri must not contain a fragment",
+        ));
+    }
+    match u.scheme() {
+        "https" => Ok(Some(v)),
+        "http" if is_loopback(&u) && confidential => Ok(Some(v)),
+        "http" if is_loopback(&u) => Err(bad_meta(
+            "backchannel_logout_uri may use http only for a confidential client",
+        )),
+        _ => Err(bad_meta(
+            "backchannel_logout_uri must be an https URL (http is allowed only on loopback)",
+        )),
     }
 }
 
@@ -247,7 +278,7 @@ pub fn client_from_metadata(
             .ensure_within(&supported, "this server")
             .map_err(|e| bad_meta(e.description.map(|d| d.into_owned()).unwrap_or_default()))?;
     }
-    let backchannel_logout_uri = https_uri(meta, "backchannel_logout_uri")?;
+    let backchannel_logout_uri = backchannel_logout_uri(meta, method != AuthMethod::None)?;
     let backchannel_logout_session_required = match meta.get("backchannel_logout_session_required")
     {
         None | Some(Value::Null) => false,
@@ -619,5 +650,49 @@ mod tests {
         assert!(validate_redirect_uri("com.example.app:/cb", true, false).is_ok());
         assert!(validate_redirect_uri("com.example.app:/cb", false, false).is_err());
         assert!(validate_redirect_uri("javascript:alert(1)", true, false).is_err());
+        assert!(validate_redirect_uri("http://127.0.0.2/cb", false, false).is_ok());
+        assert!(validate_redirect_uri("http://[::1]:8080/cb", false, false).is_ok());
+        // A DNS name is not loopback because it starts with "127.".
+        assert!(validate_redirect_uri("http://127.rp.example/cb", false, false).is_err());
+    }
+
+    #[test]
+    fn backchannel_logout_uri_is_https_or_loopback_http_for_confidential_clients() {
+        let bcl = |uri: &str, method: &str| {
+            client_from_metadata(
+                &json!({
+                    "redirect_uris": ["https://rp.example/cb"],
+                    "token_endpoint_auth_method": method,
+                    "backchannel_logout_uri": uri,
+                }),
+                &s(),
+            )
+            .map(|c| c.backchannel_logout_uri)
+        };
+        for uri in [
+            "https://rp.example/bcl?tenant=1",
+            "http://127.0.0.1:8080/bcl",
+            "http://localhost/bcl",
+            "http://[::1]/bcl",
+        ] {
+            assert_eq!(
+                bcl(uri, "client_secret_basic").unwrap().as_deref(),
+                Some(uri)
+            );
+        }
+        assert!(bcl("https://rp.example/bcl", "none").is_ok());
+        for (uri, method) in [
+            ("http://127.0.0.1:8080/bcl", "none"),
+            ("http://rp.example/bcl", "client_secret_basic"),
+            ("http://127.rp.example/bcl", "client_secret_basic"),
+            ("https://rp.example/bcl#x", "client_secret_basic"),
+            ("/bcl", "client_secret_basic"),
+        ] {
+            assert_eq!(
+                bcl(uri, method).unwrap_err().code,
+                ErrorCode::InvalidClientMetadata,
+                "{uri} {method}"
+            );
+        }
     }
 }

@@ -33,7 +33,13 @@ impl HttpBackchannel {
 impl BackchannelSender for HttpBackchannel {
     fn send(&self, d: LogoutDelivery) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(client_id = %d.client_id, "back-channel logout not sent: no runtime");
+            tracing::warn!(
+                target: "tessera::security",
+                event = "backchannel_logout_failed",
+                client_id = %d.client_id,
+                reason = "no async runtime",
+                "back-channel logout not delivered; the client may still consider the user signed in"
+            );
             return;
         };
         let client = self.client.clone();
@@ -46,16 +52,53 @@ impl BackchannelSender for HttpBackchannel {
                 .form(&[("logout_token", d.logout_token.as_str())])
                 .send()
                 .await;
+            // Logged under `tessera::security` with a stable `event`, like sign-in and logout:
+            // an undelivered logout means the client may still treat the user as signed in.
             match sent {
                 // §2.8: 200 (or 204) is success.
-                Ok(r) if r.status().is_success() => {
-                    tracing::info!(target: "tessera::security", event = "backchannel_logout", client_id = %d.client_id, "back-channel logout delivered")
-                }
-                Ok(r) => tracing::warn!(client_id = %d.client_id, status = %r.status(), "back-channel logout refused by the client"),
-                Err(e) => tracing::warn!(client_id = %d.client_id, cause = %e, "back-channel logout could not be delivered"),
+                Ok(r) if r.status().is_success() => tracing::info!(
+                    target: "tessera::security",
+                    event = "backchannel_logout",
+                    client_id = %d.client_id,
+                    status = r.status().as_u16(),
+                    "back-channel logout delivered"
+                ),
+                Ok(r) => tracing::warn!(
+                    target: "tessera::security",
+                    event = "backchannel_logout_failed",
+                    client_id = %d.client_id,
+                    uri = %d.uri,
+                    reason = %format_args!("answered HTTP {}", r.status()),
+                    "back-channel logout not delivered; the client may still consider the user signed in"
+                ),
+                Err(e) => tracing::warn!(
+                    target: "tessera::security",
+                    event = "backchannel_logout_failed",
+                    client_id = %d.client_id,
+                    uri = %d.uri,
+                    reason = %failure_reason(e, timeout),
+                    "back-channel logout not delivered; the client may still consider the user signed in"
+                ),
             }
         });
     }
+}
+
+/// What went wrong, for the operator. reqwest's own message names only the URL ("error sending
+/// request for url …"), so a timeout is said as such and other errors get their cause chain.
+fn failure_reason(e: reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("timed out: no answer within {timeout:?}");
+    }
+    let e = e.without_url(); // logged beside it
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        reason.push_str(": ");
+        reason.push_str(&s.to_string());
+        source = s.source();
+    }
+    reason
 }
 
 #[cfg(test)]

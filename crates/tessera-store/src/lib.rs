@@ -20,6 +20,7 @@ mod error;
 mod lockout;
 mod postgres;
 mod sqlite;
+mod sqlite_direct;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -12,9 +12,11 @@
 //!
 //! Replay checks (`remember_once`, one per client or grant assertion) are group-committed:
 //! concurrent calls are queued and written by one statement per batch ([`ReplayBatcher`]), so
-//! the durable single-use check costs one writer round trip per batch instead of one per
-//! request. Each caller still gets its answer only after the statement that decides it has
-//! committed.
+//! the durable single-use check costs one write per batch instead of one per request. The
+//! batch is written on a direct connection of its own ([`crate::sqlite_direct`]) without a
+//! hand-off to a worker thread, and through the pooled writer whenever another connection holds
+//! the write lock. Each caller still gets its answer only after the statement that decides it
+//! has committed.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -30,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::common::impl_store;
 use crate::lockout::impl_lockout;
+use crate::sqlite_direct::{DirectError, DirectWriter, INSERT_REPLAY_ROWS};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -46,6 +49,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 8192;
 /// Most keys written by one replay statement (the JSON array is one bind value).
 const REPLAY_BATCH_MAX: usize = 512;
+/// How many times the replay writer yields to gather more checks into one batch.
+const REPLAY_GATHER_YIELDS: usize = 3;
 
 /// The SQLite store. Cheap to clone (the pools and the replay queue are shared).
 #[derive(Debug, Clone)]
@@ -81,6 +86,9 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            // A file connection that is never shared: a ping per acquire is one more
+            // thread hand-off per write and finds nothing.
+            .test_before_acquire(false)
             .idle_timeout(None)
             .max_lifetime(None)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -100,7 +108,7 @@ impl SqliteStore {
             .await
             .map_err(db_err)?;
         Ok(Self {
-            replay: ReplayBatcher::new(writer.clone()),
+            replay: ReplayBatcher::new(writer.clone(), Some(DirectWriter::new(path))),
             pool,
             writer,
         })
@@ -125,7 +133,7 @@ impl SqliteStore {
             .await
             .map_err(db_err)?;
         Ok(Self {
-            replay: ReplayBatcher::new(pool.clone()),
+            replay: ReplayBatcher::new(pool.clone(), None),
             writer: pool.clone(),
             pool,
         })
@@ -207,6 +215,8 @@ struct ReplayRequest {
 #[derive(Clone)]
 struct ReplayBatcher {
     writer: SqlitePool,
+    /// The file's direct connection for replay batches (none for an in-memory store).
+    direct: Option<Arc<DirectWriter>>,
     queue: Arc<Mutex<Option<mpsc::UnboundedSender<ReplayRequest>>>>,
 }
 
@@ -217,9 +227,10 @@ impl std::fmt::Debug for ReplayBatcher {
 }
 
 impl ReplayBatcher {
-    fn new(writer: SqlitePool) -> Self {
+    fn new(writer: SqlitePool, direct: Option<DirectWriter>) -> Self {
         Self {
             writer,
+            direct: direct.map(Arc::new),
             queue: Arc::new(Mutex::new(None)),
         }
     }
@@ -252,7 +263,7 @@ impl ReplayBatcher {
             };
             if let Some(request) = sent {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(replay_writer(self.writer.clone(), rx));
+                tokio::spawn(replay_writer(self.writer.clone(), self.direct.clone(), rx));
                 tx.send(request)
                     .map_err(|_| StoreError::Unavailable("replay writer did not start".into()))?;
                 *queue = Some(tx);
@@ -268,23 +279,41 @@ impl ReplayBatcher {
     }
 }
 
-async fn replay_writer(writer: SqlitePool, mut rx: mpsc::UnboundedReceiver<ReplayRequest>) {
+async fn replay_writer(
+    writer: SqlitePool,
+    direct: Option<Arc<DirectWriter>>,
+    mut rx: mpsc::UnboundedReceiver<ReplayRequest>,
+) {
     let mut batch = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
-        while batch.len() < REPLAY_BATCH_MAX {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+        // Let the request tasks that are ready run up to their own replay check before the
+        // batch goes out: on a busy runtime this gathers many checks into one statement
+        // instead of one thread hand-off to the SQLite worker per request.
+        for _ in 0..REPLAY_GATHER_YIELDS {
+            let before = batch.len();
+            while batch.len() < REPLAY_BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
             }
+            if batch.len() >= REPLAY_BATCH_MAX || (batch.len() == before && before > 1) {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
-        write_replay_batch(&writer, std::mem::take(&mut batch)).await;
+        write_replay_batch(&writer, direct.as_deref(), std::mem::take(&mut batch)).await;
     }
 }
 
 /// Writes one batch and answers every caller in it. A key repeated within the batch is
 /// decided once: its first caller gets the answer, the others `false` (the key is taken).
-async fn write_replay_batch(writer: &SqlitePool, batch: Vec<ReplayRequest>) {
+async fn write_replay_batch(
+    writer: &SqlitePool,
+    direct: Option<&DirectWriter>,
+    batch: Vec<ReplayRequest>,
+) {
     // Group index of each request (None: a repeat of a key seen earlier in the batch).
     let mut group_of: Vec<Option<usize>> = Vec::with_capacity(batch.len());
     // One group per distinct `now`: (now, [(key, expires_at)]) of first occurrences.
@@ -307,7 +336,7 @@ async fn write_replay_batch(writer: &SqlitePool, batch: Vec<ReplayRequest>) {
     }
     let mut written: Vec<Result<HashSet<String>, StoreError>> = Vec::with_capacity(groups.len());
     for (now, rows) in &groups {
-        written.push(insert_replay_rows(writer, rows, *now).await);
+        written.push(insert_replay_rows(writer, direct, rows, *now).await);
     }
     for (r, g) in batch.into_iter().zip(group_of) {
         let answer = match g.map(|g| written.get(g)) {
@@ -321,29 +350,32 @@ async fn write_replay_batch(writer: &SqlitePool, batch: Vec<ReplayRequest>) {
     }
 }
 
-/// One statement for many keys: insert each, or take over an entry that has expired at `now`;
-/// a live entry makes the conditional update affect no row. Returns the keys written (those
-/// seen for the first time).
+/// One statement for many keys ([`INSERT_REPLAY_ROWS`]): on the direct connection when it can
+/// take the write lock at once, else on the pooled writer. Returns the keys written (those seen
+/// for the first time).
 async fn insert_replay_rows(
     writer: &SqlitePool,
+    direct: Option<&DirectWriter>,
     rows: &[(&str, i64)],
     now: i64,
 ) -> Result<HashSet<String>, StoreError> {
     let json = serde_json::to_string(rows)
         .map_err(|_| StoreError::Backend("could not encode replay keys".into()))?;
-    // `WHERE true` resolves the parsing ambiguity of an upsert on a SELECT (SQLite docs).
-    let written: Vec<(String,)> = sqlx::query_as(
-        "INSERT INTO replay (key, expires_at) \
-         SELECT value ->> 0, value ->> 1 FROM json_each($1) WHERE true \
-         ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at \
-         WHERE replay.expires_at <= $2 \
-         RETURNING key",
-    )
-    .bind(json)
-    .bind(now)
-    .fetch_all(writer)
-    .await
-    .map_err(db_err)?;
+    if let Some(direct) = direct {
+        match direct.insert(&json, now, rows.len()) {
+            Ok(keys) => return Ok(keys),
+            Err(DirectError::Busy) => {}
+            Err(DirectError::Failed(e)) => {
+                tracing::debug!(target: "tessera::store", error = %e, "direct replay write failed; using the pooled writer");
+            }
+        }
+    }
+    let written: Vec<(String,)> = sqlx::query_as(INSERT_REPLAY_ROWS)
+        .bind(json)
+        .bind(now)
+        .fetch_all(writer)
+        .await
+        .map_err(db_err)?;
     Ok(written.into_iter().map(|(k,)| k).collect())
 }
 

@@ -232,6 +232,7 @@ conformance!(
         revocation_races_rotation,
         concurrent_put_meta_if_absent_two_nodes_agree,
         data_survives_reopening,
+        replay_waits_for_another_writer,
         corrupt_document_is_corrupt,
     ],
 );
@@ -1132,8 +1133,16 @@ async fn data_survives_reopening(h: Arc<Harness>) {
         s.redeem_code("c", NOW).await.unwrap(),
         CodeRedemption::Redeemed(_)
     ));
+    assert!(s.remember_once("jti-1", NOW + 600, NOW).await.unwrap());
     drop(s);
     let reopened = h.other_node().await;
+    assert!(
+        !reopened
+            .remember_once("jti-1", NOW + 600, NOW + 1)
+            .await
+            .unwrap(),
+        "a used jti is still used after a restart"
+    );
     assert_eq!(
         reopened.get_client("app").await.unwrap(),
         Some(client("app"))
@@ -1147,6 +1156,68 @@ async fn data_survives_reopening(h: Arc<Harness>) {
     );
     let (applied, expected) = reopened.schema_version().await.unwrap();
     assert_eq!(applied, expected);
+}
+
+/// Another connection holds the write lock (a CLI command, a long transaction): replay checks
+/// wait for it (SQLite: they fall back from the direct connection to the pooled writer) and
+/// are still decided exactly once.
+async fn replay_waits_for_another_writer(h: Arc<Harness>) {
+    let s = h.store();
+    assert!(s.remember_once("before", NOW + 600, NOW).await.unwrap());
+    let release = match &h.backend {
+        Backend::Sqlite { path, .. } => {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+            let mut c = sqlx::SqliteConnection::connect_with(&opts)
+                .await
+                .expect("raw");
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut c)
+                .await
+                .expect("take the write lock");
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                sqlx::query("COMMIT").execute(&mut c).await.expect("commit");
+                c.close().await.ok();
+            })
+        }
+        Backend::Postgres { url, .. } => {
+            let mut c = sqlx::PgConnection::connect(url).await.expect("raw");
+            sqlx::query("BEGIN").execute(&mut c).await.expect("begin");
+            sqlx::query("LOCK TABLE replay IN EXCLUSIVE MODE")
+                .execute(&mut c)
+                .await
+                .expect("lock replay");
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                sqlx::query("COMMIT").execute(&mut c).await.expect("commit");
+                c.close().await.ok();
+            })
+        }
+    };
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for key in ["a", "b", "a", "before"] {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            (key, s.remember_once(key, NOW + 600, NOW).await.unwrap())
+        }));
+    }
+    let mut firsts = Vec::new();
+    for t in tasks {
+        let (key, first) = t.await.expect("task");
+        if first {
+            firsts.push(key);
+        }
+    }
+    firsts.sort_unstable();
+    assert_eq!(firsts, ["a", "b"], "each new key once, the old one never");
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "the checks waited for the lock ({:?})",
+        started.elapsed()
+    );
+    release.await.expect("release");
+    assert!(!s.remember_once("b", NOW + 600, NOW).await.unwrap());
 }
 
 async fn corrupt_document_is_corrupt(h: Arc<Harness>) {

@@ -58,6 +58,17 @@ pub struct GrantDecision {
     pub extra: Map<String, Value>,
 }
 
+/// Records a check with [`Run::record`]; the texts of a passed check are only built when they
+/// will be read (see `Run::collect`).
+macro_rules! record {
+    ($run:expr, $name:expr, $expected:expr, $actual:expr, $ok:expr $(,)?) => {{
+        let ok: bool = $ok;
+        if !ok || $run.collect {
+            $run.record($name, $expected, $actual, ok);
+        }
+    }};
+}
+
 pub(crate) struct Run<'a> {
     pub engine: &'a Engine,
     trace: &'a TraceHandle,
@@ -65,6 +76,9 @@ pub(crate) struct Run<'a> {
     pub checks: Vec<CheckLine>,
     /// `tessera assertion check`: no jti is consumed.
     dry_run: bool,
+    /// Whether passed checks are recorded too (the CLI report or an active trace); failed
+    /// checks always are. Skipping them keeps the hot path free of their text.
+    collect: bool,
     first_error: Option<OAuthError>,
 }
 
@@ -98,7 +112,8 @@ impl<'a> Run<'a> {
             engine,
             trace,
             purpose,
-            checks: Vec::with_capacity(16),
+            checks: Vec::with_capacity(if dry_run || trace.is_on() { 16 } else { 2 }),
+            collect: dry_run || trace.is_on(),
             dry_run,
             first_error: None,
         }
@@ -154,7 +169,8 @@ impl<'a> Run<'a> {
     pub fn decode(&mut self, assertion: &str) -> OAuthResult<UnverifiedJwt> {
         let max = self.engine.settings.max_jwt_bytes;
         let size_ok = assertion.len() <= max;
-        self.record(
+        record!(
+            self,
             "size",
             format!("at most {max} bytes"),
             format!("{} bytes", assertion.len()),
@@ -170,7 +186,8 @@ impl<'a> Run<'a> {
         let jwt = match decode_compact(assertion, &limits) {
             Ok(j) => j,
             Err(e) => {
-                self.record(
+                record!(
+                    self,
                     "format",
                     "a signed JWT (compact JWS, alg not none, no unknown crit)",
                     e.to_string(),
@@ -184,13 +201,15 @@ impl<'a> Run<'a> {
             }
         };
         let h = jwt.header();
-        self.record(
+        record!(
+            self,
             "format",
             "a signed JWT (compact JWS)",
             format!("JWS, alg {}", h.alg),
             true,
         );
-        self.record(
+        record!(
+            self,
             "kid",
             "optional",
             h.kid
@@ -199,7 +218,8 @@ impl<'a> Run<'a> {
                 .unwrap_or_else(|| "(absent)".into()),
             true,
         );
-        self.record(
+        record!(
+            self,
             "typ",
             "optional (JWT or client-authentication+jwt)",
             h.typ.clone().unwrap_or_else(|| "(absent)".into()),
@@ -207,7 +227,8 @@ impl<'a> Run<'a> {
         );
         // RFC 8725 §3.10 / the jose crate: key references in the header are never followed.
         let ignored = h.ignored_key_references();
-        self.record(
+        record!(
+            self,
             "key references",
             "jku, x5u, jwk, x5c never used",
             if ignored.is_empty() {
@@ -228,7 +249,8 @@ impl<'a> Run<'a> {
     ) -> OAuthResult<()> {
         let alg = jwt.header().alg;
         let ok = allowed.contains(&alg);
-        self.record(
+        record!(
+            self,
             "alg",
             format!("one of [{}]", algs_text(allowed)),
             alg.as_str(),
@@ -265,6 +287,9 @@ impl<'a> Run<'a> {
         jwt: &UnverifiedJwt,
         source: &str,
     ) {
+        if result.is_ok() && !self.collect {
+            return;
+        }
         let actual = match result {
             Ok(v) => format!(
                 "valid (key {})",
@@ -284,7 +309,8 @@ impl<'a> Run<'a> {
             ),
             Err(e) => e.to_string(),
         };
-        self.record(
+        record!(
+            self,
             "signature",
             format!("valid under {source}"),
             actual,
@@ -310,7 +336,13 @@ impl<'a> Run<'a> {
                     format!("the {whose}'s registered jwks"),
                 ),
                 Err(e) => {
-                    self.record("signature", "a usable registered key", e.clone(), false);
+                    record!(
+                        self,
+                        "signature",
+                        "a usable registered key",
+                        e.clone(),
+                        false
+                    );
                     return Err(self
                         .fail(format!("the {whose}'s registered keys are unusable"))
                         .with_cause(e));
@@ -327,7 +359,13 @@ impl<'a> Run<'a> {
                         format!("the {whose}'s PEM public key"),
                     ),
                     Err(e) => {
-                        self.record("signature", "a usable PEM public key", e.clone(), false);
+                        record!(
+                            self,
+                            "signature",
+                            "a usable PEM public key",
+                            e.clone(),
+                            false
+                        );
                         return Err(self
                             .fail(format!("the {whose}'s public key is unusable"))
                             .with_cause(e));
@@ -339,7 +377,8 @@ impl<'a> Run<'a> {
                 let first = match cache.remote_keys(uri, now, false).await {
                     Ok(k) => k,
                     Err(e) => {
-                        self.record(
+                        record!(
+                            self,
                             "signature",
                             source,
                             format!("could not fetch keys: {}", e.class),
@@ -362,7 +401,8 @@ impl<'a> Run<'a> {
                 if retry && !first.fetched {
                     match cache.remote_keys(uri, now, true).await {
                         Ok(again) if again.fetched => {
-                            self.record(
+                            record!(
+                                self,
                                 "jwks refresh",
                                 "refetch once on unknown key",
                                 "refetched",
@@ -370,14 +410,16 @@ impl<'a> Run<'a> {
                             );
                             result = jwt.verify_with_any(&again.keys, allowed);
                         }
-                        Ok(_) => self.record(
+                        Ok(_) => record!(
+                            self,
                             "jwks refresh",
                             "refetch once on unknown key",
                             "rate-limited (recently fetched)",
                             true,
                         ),
                         Err(e) => {
-                            self.record(
+                            record!(
+                                self,
                                 "jwks refresh",
                                 "refetch once on unknown key",
                                 format!("failed: {}", e.class),
@@ -395,7 +437,8 @@ impl<'a> Run<'a> {
                 (result, source)
             }
             KeySource::None => {
-                self.record(
+                record!(
+                    self,
                     "signature",
                     "registered keys",
                     "the issuer has no keys",
@@ -418,7 +461,7 @@ impl<'a> Run<'a> {
     ) -> OAuthResult<()> {
         let report = check_claims(claims, exp);
         for c in &report.checks {
-            self.record(c.name, c.expected.clone(), c.actual.clone(), c.ok);
+            record!(self, c.name, c.expected.clone(), c.actual.clone(), c.ok);
         }
         let Some(f) = report.first_failure else {
             return Ok(());
@@ -468,7 +511,8 @@ impl<'a> Run<'a> {
             .ceil() as i64;
         let until = exp.saturating_add(self.engine.settings.clock_skew as i64);
         if self.dry_run {
-            self.record(
+            record!(
+                self,
                 "jti replay",
                 "not used before",
                 "not checked (dry run: jti not consumed)",
@@ -477,7 +521,8 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         let first = self.engine.store.remember_once(&key, until, now).await?;
-        self.record(
+        record!(
+            self,
             "jti replay",
             "not used before",
             if first { "first use" } else { "already used" },
@@ -505,13 +550,14 @@ impl<'a> Run<'a> {
         client_id_param: Option<&str>,
         assertion: &str,
         now: UnixTime,
-    ) -> OAuthResult<Client> {
+    ) -> OAuthResult<std::sync::Arc<Client>> {
         let jwt = self.decode(assertion)?;
         let iss = claim_str(jwt.claims(), "iss").map(str::to_owned);
         // RFC 7521 §4.2: a client_id parameter must identify the same client as the assertion.
         if let Some(cid) = client_id_param {
             let ok = iss.as_deref() == Some(cid);
-            self.record(
+            record!(
+                self,
                 "client_id",
                 format!(
                     "equal to iss ({})",
@@ -527,7 +573,7 @@ impl<'a> Run<'a> {
             }
         }
         let Some(client_id) = iss else {
-            self.record("iss", "the client_id", "(absent)", false);
+            record!(self, "iss", "the client_id", "(absent)", false);
             return Err(self.fail("iss claim is missing"));
         };
         let client = match self.engine.client(&client_id).await? {
@@ -538,7 +584,8 @@ impl<'a> Run<'a> {
                 } else {
                     "unknown"
                 };
-                self.record(
+                record!(
+                    self,
                     "client",
                     "a registered, enabled client",
                     format!("{} ({what})", short(&client_id)),
@@ -554,7 +601,8 @@ impl<'a> Run<'a> {
             method,
             AuthMethod::PrivateKeyJwt | AuthMethod::ClientSecretJwt
         );
-        self.record(
+        record!(
+            self,
             "client",
             "registered for private_key_jwt or client_secret_jwt",
             format!("{} ({})", short(&client_id), method.as_str()),
@@ -620,7 +668,8 @@ impl<'a> Run<'a> {
                 &crate::registration::client_secret_context(&client.client_id),
             ),
             None => {
-                self.record(
+                record!(
+                    self,
                     "signature",
                     "the client secret (HMAC)",
                     "no recoverable secret registered",
@@ -634,7 +683,8 @@ impl<'a> Run<'a> {
         let secret = match secret {
             Ok(s) => zeroize_later(s),
             Err(e) => {
-                self.record(
+                record!(
+                    self,
                     "signature",
                     "the client secret (HMAC)",
                     "secret cannot be unsealed",
@@ -644,7 +694,8 @@ impl<'a> Run<'a> {
             }
         };
         if client.client_secret_expires_at != 0 && client.client_secret_expires_at <= now {
-            self.record(
+            record!(
+                self,
                 "secret expiry",
                 "not expired",
                 format!("expired at {}", client.client_secret_expires_at),
@@ -670,7 +721,8 @@ impl<'a> Run<'a> {
     ) -> OAuthResult<GrantDecision> {
         let jwt = self.decode(assertion)?;
         let Some(iss) = claim_str(jwt.claims(), "iss").map(str::to_owned) else {
-            self.record(
+            record!(
+                self,
                 "iss",
                 "a service account or a trusted issuer",
                 "(absent)",
@@ -680,7 +732,8 @@ impl<'a> Run<'a> {
         };
         let settings = self.engine.settings.clone();
         if let Some(t) = settings.trusted_issuers.iter().find(|t| t.issuer == iss) {
-            self.record(
+            record!(
+                self,
                 "issuer",
                 "a service account or a trusted issuer",
                 format!("trusted issuer {}", short(&iss)),
@@ -690,7 +743,8 @@ impl<'a> Run<'a> {
         }
         match self.engine.client(&iss).await? {
             Some(c) if c.service_account.is_some() => {
-                self.record(
+                record!(
+                    self,
                     "issuer",
                     "a service account or a trusted issuer",
                     format!("service account {}", short(&iss)),
@@ -703,7 +757,8 @@ impl<'a> Run<'a> {
                     .await
             }
             _ => {
-                self.record(
+                record!(
+                    self,
                     "issuer",
                     "a service account or a trusted issuer",
                     short(&iss),
@@ -770,7 +825,8 @@ impl<'a> Run<'a> {
                     .map(|sa| sa.may_impersonate.clone())
                     .unwrap_or_default();
                 let ok = matches_any(&patterns, s);
-                self.record(
+                record!(
+                    self,
                     "impersonation",
                     if patterns.is_empty() {
                         "none allowed".to_owned()
@@ -858,7 +914,8 @@ impl<'a> Run<'a> {
                 )
             }
         };
-        self.record(
+        record!(
+            self,
             "presenter",
             expected,
             presenter
@@ -907,7 +964,8 @@ impl<'a> Run<'a> {
         let principal = claim_str(jwt.claims(), &t.subject_claim).map(str::to_owned);
         let subject = match principal {
             None => {
-                self.record(
+                record!(
+                    self,
                     "subject",
                     format!("claim '{}' present (a string)", t.subject_claim),
                     "(absent)",
@@ -926,7 +984,7 @@ impl<'a> Run<'a> {
                 } else {
                     format!("one of [{}]", t.allowed_subjects.join(", "))
                 };
-                self.record("subject", expected, short(&p), ok);
+                record!(self, "subject", expected, short(&p), ok);
                 if !ok {
                     self.note(self.fail(format!(
                         "subject '{}' is not allowed for this issuer",
@@ -942,7 +1000,8 @@ impl<'a> Run<'a> {
         let scope = scope?;
         // Asserted identities skip passwords but not account state (disabled local users).
         if let Some(u) = self.engine.store.get_user(&subject).await? {
-            self.record(
+            record!(
+                self,
                 "account",
                 "enabled",
                 if u.disabled { "disabled" } else { "enabled" },
@@ -984,7 +1043,13 @@ impl<'a> Run<'a> {
             Some(Value::String(s)) if s.trim().is_empty() => None,
             Some(Value::String(s)) => Some(Scope::parse(s)?),
             Some(_) => {
-                self.record("scope", "a space-separated string", "not a string", false);
+                record!(
+                    self,
+                    "scope",
+                    "a space-separated string",
+                    "not a string",
+                    false
+                );
                 return Err(OAuthError::invalid_scope(
                     "the scope claim must be a string",
                 ));
@@ -994,7 +1059,8 @@ impl<'a> Run<'a> {
         let requested = match (param, claim) {
             (Some(p), Some(c)) => {
                 if let Some(t) = p.first_outside(&c) {
-                    self.record(
+                    record!(
+                        self,
                         "scope",
                         format!("within the assertion's scope claim [{c}]"),
                         p.to_string(),
@@ -1011,7 +1077,8 @@ impl<'a> Run<'a> {
         let granted = match requested {
             Some(r) => {
                 let res = r.ensure_within(allowed, what);
-                self.record(
+                record!(
+                    self,
                     "scope",
                     format!("within [{allowed}]"),
                     r.to_string(),
@@ -1021,7 +1088,8 @@ impl<'a> Run<'a> {
                 r
             }
             None => {
-                self.record(
+                record!(
+                    self,
                     "scope",
                     format!("within [{allowed}]"),
                     format!("(none requested: default [{allowed}])"),

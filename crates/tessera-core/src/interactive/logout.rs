@@ -191,10 +191,17 @@ impl Engine {
             return Ok(LogoutOutcome::default());
         };
         tracing::info!(target: "tessera::security", event = "logout", subject = %session.subject, "signed out");
+        // The session is gone: from here on nothing may fail the user's logout, and one
+        // client that cannot be notified must not keep the others from being notified.
         let mut notified = Vec::new();
         for client_id in &session.clients {
-            let Some(client) = self.store.get_client(client_id).await? else {
-                continue;
+            let client = match self.store.get_client(client_id).await {
+                Ok(Some(c)) => c,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(target: "tessera::security", event = "backchannel_logout_failed", client_id = %client_id, cause = %e, "back-channel logout not sent: the client could not be read");
+                    continue;
+                }
             };
             let Some(uri) = client.backchannel_logout_uri.clone() else {
                 continue;
@@ -209,7 +216,7 @@ impl Engine {
                     notified.push(client.client_id.clone());
                 }
                 Err(e) => {
-                    tracing::error!(client_id = %client.client_id, cause = %e, "could not sign a logout token")
+                    tracing::error!(target: "tessera::security", event = "backchannel_logout_failed", client_id = %client.client_id, cause = %e, "back-channel logout not sent: could not sign a logout token")
                 }
             }
         }

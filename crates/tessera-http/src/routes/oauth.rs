@@ -30,7 +30,7 @@ async fn authenticated_caller(
     auth: Option<&str>,
     params: &tessera_core::oauth::params::Params,
     endpoint: Endpoint,
-) -> Result<tessera_core::model::Client, ApiError> {
+) -> Result<std::sync::Arc<tessera_core::model::Client>, ApiError> {
     let presented = client_auth::extract(auth, params)?;
     if matches!(presented, client_auth::PresentedClient::Anonymous { .. }) {
         // RFC 7662 §2.1 / RFC 7009 §2.1: these endpoints require client authentication.

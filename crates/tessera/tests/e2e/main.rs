@@ -10,6 +10,7 @@
 mod support;
 
 mod assertions;
+mod backchannel;
 mod chain;
 mod cli;
 mod diagnostics;
