@@ -63,25 +63,22 @@ impl BackchannelSender for HttpBackchannel {
                     status = r.status().as_u16(),
                     "back-channel logout delivered"
                 ),
-                Ok(r) => tracing::warn!(
-                    target: "tessera::security",
-                    event = "backchannel_logout_failed",
-                    client_id = %d.client_id,
-                    uri = %d.uri,
-                    reason = %format_args!("answered HTTP {}", r.status()),
-                    "back-channel logout not delivered; the client may still consider the user signed in"
-                ),
-                Err(e) => tracing::warn!(
-                    target: "tessera::security",
-                    event = "backchannel_logout_failed",
-                    client_id = %d.client_id,
-                    uri = %d.uri,
-                    reason = %failure_reason(e, timeout),
-                    "back-channel logout not delivered; the client may still consider the user signed in"
-                ),
+                Ok(r) => not_delivered(&d, &format!("answered HTTP {}", r.status())),
+                Err(e) => not_delivered(&d, &failure_reason(e, timeout)),
             }
         });
     }
+}
+
+fn not_delivered(d: &LogoutDelivery, reason: &str) {
+    tracing::warn!(
+        target: "tessera::security",
+        event = "backchannel_logout_failed",
+        client_id = %d.client_id,
+        uri = %d.uri,
+        reason = %reason,
+        "back-channel logout not delivered; the client may still consider the user signed in"
+    );
 }
 
 /// What went wrong, for the operator. reqwest's own message names only the URL ("error sending

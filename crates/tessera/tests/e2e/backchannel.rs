@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode as AxumStatus, Uri};
 use reqwest::StatusCode;
-use reqwest::header::LOCATION;
 use serde_json::{Value, json};
 use tessera_jose::{JwkSet, Limits, decode_compact};
 
+use crate::support::browser::{Browser, Page, query};
+use crate::support::logs::Logs;
 use crate::support::{TestClient, TestServer, jwt_parts, toml_string};
 
 /// RFC 7636 Appendix B.
@@ -111,102 +112,6 @@ impl Receiver {
 }
 
 // ------------------------------------------------------------------ the browser's side
-
-/// A minimal browser: cookie jar, no automatic redirects.
-struct Browser {
-    http: reqwest::Client,
-    cookies: BTreeMap<String, String>,
-}
-
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.location
-            .as_deref()
-            .unwrap_or_else(|| panic!("no Location ({}):\n{}", self.status, self.body))
-    }
-    fn field(&self, name: &str) -> String {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = self
-            .body
-            .find(&marker)
-            .unwrap_or_else(|| panic!("no field {name} in\n{}", self.body))
-            + marker.len();
-        let end = start + self.body[start..].find('"').unwrap();
-        self.body[start..end].replace("&amp;", "&")
-    }
-}
-
-impl Browser {
-    fn new() -> Self {
-        Self {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder, url: &str) -> Page {
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let req = if cookie.is_empty() {
-            req
-        } else {
-            req.header("cookie", cookie)
-        };
-        let resp = req.send().await.expect("request");
-        for c in resp.headers().get_all("set-cookie") {
-            let c = c.to_str().unwrap();
-            let (kv, attrs) = c.split_once(';').unwrap_or((c, ""));
-            let (k, v) = kv.split_once('=').unwrap();
-            if attrs.to_ascii_lowercase().contains("max-age=0") {
-                self.cookies.remove(k);
-            } else {
-                self.cookies.insert(k.to_owned(), v.to_owned());
-            }
-        }
-        let status = resp.status();
-        let location = resp.headers().get(LOCATION).map(|l| {
-            let base = url::Url::parse(url).unwrap();
-            base.join(l.to_str().unwrap()).unwrap().to_string()
-        });
-        let body = resp.text().await.unwrap_or_default();
-        Page {
-            status,
-            location,
-            body,
-        }
-    }
-
-    async fn get(&mut self, url: &str) -> Page {
-        let req = self.http.get(url);
-        self.send(req, url).await
-    }
-
-    async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Page {
-        let req = self.http.post(url).form(form);
-        self.send(req, url).await
-    }
-}
-
-fn query(url: &str, name: &str) -> Option<String> {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
 
 fn authorize_url(server: &TestServer, client_id: &str, scope: &str, extra: &str) -> String {
     let scope = scope.replace(' ', "+");
@@ -304,6 +209,18 @@ async fn logout(server: &TestServer, b: &mut Browser, id_token: &str) -> (Page, 
     (p, started.elapsed())
 }
 
+/// A silent authorization request (`prompt=none`) for `client_id`: refused with
+/// `login_required`, the browser has no session.
+async fn assert_signed_out(server: &TestServer, b: &mut Browser, client_id: &str) {
+    let p = b
+        .get(&authorize_url(server, client_id, "openid", "&prompt=none"))
+        .await;
+    assert_eq!(
+        query(p.location(), "error").as_deref(),
+        Some("login_required")
+    );
+}
+
 /// Verify a logout token as a relying party does (§2.6): signature with a key of the server's
 /// JWKS (found through discovery), then the header; the verified claims.
 async fn verify_with_jwks(server: &TestServer, jwt: &str) -> serde_json::Map<String, Value> {
@@ -395,55 +312,6 @@ fn id_token(t: &Value) -> Value {
     json!({ "raw": raw, "claims": claims })
 }
 
-// ------------------------------------------------------------------ log capture
-
-/// Captures what the server logs while the guard lives (thread-local subscriber: the test's
-/// current-thread runtime also runs the server's tasks and the back-channel deliveries).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-    /// The log lines mentioning `needle`, waiting up to `wait` for one to appear.
-    async fn lines_with(&self, needle: &str, wait: Duration) -> Vec<String> {
-        let deadline = Instant::now() + wait;
-        loop {
-            let lines: Vec<String> = self
-                .text()
-                .lines()
-                .filter(|l| l.contains(needle))
-                .map(str::to_owned)
-                .collect();
-            if !lines.is_empty() || Instant::now() >= deadline {
-                return lines;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
 // ------------------------------------------------------------------ the tests
 
 #[tokio::test]
@@ -504,14 +372,19 @@ backchannel_logout_session_required = true
         chat_tokens.get("refresh_token").is_none(),
         "refresh tokens are issued only with offline_access: {chat_tokens}"
     );
-    let old_session = b.cookies["tessera_session"].clone();
+    let old_session = b
+        .cookie(&server.base_url, "tessera_session")
+        .expect("a session cookie");
     assert!(receiver.received().is_empty(), "nothing before logout");
 
     // RP-initiated logout from the chat: the browser goes on at once.
     let (p, took) = logout(&server, &mut b, chat_id["raw"].as_str().unwrap()).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     assert_eq!(p.location(), format!("{BYE}?state=bye-1"));
-    assert!(!b.cookies.contains_key("tessera_session"), "cookie cleared");
+    assert!(
+        b.cookie(&server.base_url, "tessera_session").is_none(),
+        "cookie cleared"
+    );
     assert!(took < Duration::from_secs(2), "logout took {took:?}");
 
     // Each relying party of the session: exactly one request; the unused client: none.
@@ -534,27 +407,15 @@ backchannel_logout_session_required = true
 
     // The session is gone on the server, not just the cookie: a new authorization request
     // needs the password again, even with the old cookie put back.
-    let p = b
-        .get(&authorize_url(&server, wiki.0, "openid", "&prompt=none"))
-        .await;
-    assert_eq!(
-        query(p.location(), "error").as_deref(),
-        Some("login_required")
-    );
-    b.cookies.insert("tessera_session".into(), old_session);
+    assert_signed_out(&server, &mut b, wiki.0).await;
+    b.set_cookie(&server.base_url, "tessera_session", &old_session);
     let p = b.get(&authorize_url(&server, wiki.0, "openid", "")).await;
     assert!(
         p.location().starts_with(&server.url("/login?")),
         "{}",
         p.location()
     );
-    let p = b
-        .get(&authorize_url(&server, chat.0, "openid", "&prompt=none"))
-        .await;
-    assert_eq!(
-        query(p.location(), "error").as_deref(),
-        Some("login_required")
-    );
+    assert_signed_out(&server, &mut b, chat.0).await;
 
     // §2.7: refresh tokens issued with offline_access normally survive a logout (and Tessera
     // issues refresh tokens only with offline_access, so there is nothing else to revoke).
@@ -610,7 +471,7 @@ async fn failing_and_silent_clients_do_not_hold_up_logout_and_are_logged() {
     let (p, took) = logout(&server, &mut b, &hint).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     assert_eq!(p.location(), format!("{BYE}?state=bye-1"));
-    assert!(!b.cookies.contains_key("tessera_session"));
+    assert!(b.cookie(&server.base_url, "tessera_session").is_none());
     assert!(
         took < Duration::from_secs(2),
         "the user does not wait for the clients: {took:?}"
@@ -657,17 +518,6 @@ async fn failing_and_silent_clients_do_not_hold_up_logout_and_are_logged() {
     );
 
     // And the user is signed out all the same.
-    let p = b
-        .get(&authorize_url(
-            &server,
-            &ok.client_id,
-            "openid",
-            "&prompt=none",
-        ))
-        .await;
-    assert_eq!(
-        query(p.location(), "error").as_deref(),
-        Some("login_required")
-    );
+    assert_signed_out(&server, &mut b, &ok.client_id).await;
     server.shutdown().await;
 }

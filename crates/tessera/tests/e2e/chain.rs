@@ -23,7 +23,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -33,6 +32,8 @@ use tessera_core::authn::{ControlFlag, Decision, PasswordCredentials};
 use tessera_core::oauth::RequestContext;
 use tessera_core::trace::{Trace, TraceHandle};
 
+use crate::support::browser::{field, query};
+use crate::support::logs::Logs;
 use crate::support::{TestClient, TestServer, jwt_parts, toml_string};
 
 // ------------------------------------------------------------------ slapd instances
@@ -253,16 +254,6 @@ fn absorb_cookies(resp: &reqwest::Response, cookies: &mut BTreeMap<String, Strin
     }
 }
 
-fn field(body: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = body
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no field {name} in\n{body}"))
-        + marker.len();
-    let end = start + body[start..].find('"').unwrap();
-    body[start..end].replace("&amp;", "&")
-}
-
 /// `/authorize` → `GET /login` → `POST /login` with a fresh browser.
 async fn login(server: &TestServer, client: &TestClient, user: &str, pw: &str) -> LoginResult {
     let mut cookies = BTreeMap::new();
@@ -349,39 +340,6 @@ async fn providers_run(server: &TestServer, user: &str, pw: &str) -> Vec<String>
         .authenticate(&creds(user, pw), &mut Trace::new(false))
         .await;
     r.outcomes.into_iter().map(|(n, _, _)| n).collect()
-}
-
-// ------------------------------------------------------------------ log capture
-
-/// Captures what the server logs while the guard lives (thread-local subscriber: the test's
-/// current-thread runtime also runs the server's tasks).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
 }
 
 // ------------------------------------------------------------------ the flag table
@@ -835,12 +793,7 @@ async fn ldap_groups_reach_the_id_token_and_userinfo() {
         location = resp.headers()[LOCATION].to_str().unwrap().to_owned();
     }
     assert!(location.starts_with(RP), "{location}");
-    let code = url::Url::parse(&location)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .expect("code");
+    let code = query(&location, "code").expect("code");
     let resp = server
         .post_form(
             "/token",

@@ -10,17 +10,17 @@
 //! a real tinyproxy that refuses CONNECT (the Jira-node scenario, Java properties pasted
 //! verbatim), and `tessera doctor` with an upstream IdP behind that proxy.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use reqwest::StatusCode;
-use reqwest::header::LOCATION;
+use reqwest::header::{HeaderMap, LOCATION};
 use serde_json::{Value, json};
 use tessera_core::clock::{Clock, SystemClock};
 use tessera_core::diagnostics::catalog;
 use tessera_jose::{Algorithm, SigningKey};
 
+use crate::support::browser::{Browser, Page, query};
 use crate::support::{Tessera, TestClient, TestServer, toml_string};
 
 const ADMIN_TOKEN: &str = "diagnostics-admin-token-0123456789abcdef";
@@ -89,18 +89,22 @@ struct Seen {
 impl Seen {
     async fn of(r: reqwest::Response) -> Self {
         let status = r.status();
-        let request_id = r
-            .headers()
+        let headers = r.headers().clone();
+        let body = r.text().await.unwrap_or_default();
+        Self::new(status, &headers, body)
+    }
+
+    /// The `Location` as sent (not resolved).
+    fn new(status: StatusCode, headers: &HeaderMap, body: String) -> Self {
+        let request_id = headers
             .get("x-request-id")
             .expect("X-Request-Id")
             .to_str()
             .unwrap()
             .to_owned();
-        let location = r
-            .headers()
+        let location = headers
             .get(LOCATION)
             .map(|v| v.to_str().unwrap().to_owned());
-        let body = r.text().await.unwrap_or_default();
         Self {
             status,
             request_id,
@@ -125,6 +129,12 @@ impl Seen {
             out.push('\n');
         }
         out
+    }
+}
+
+impl From<Page> for Seen {
+    fn from(p: Page) -> Self {
+        Seen::new(p.status, &p.headers, p.body)
     }
 }
 
@@ -397,76 +407,6 @@ async fn client_assertion_failures_are_traced_with_code_cause_and_remedy() {
 // ---------------------------------------------------------------------------------------------
 // The code flow: redirect URI mismatch at /authorize, reused code, PKCE mismatch.
 
-/// A minimal browser: a cookie jar, no automatic redirects.
-struct Browser {
-    http: reqwest::Client,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn new() -> Self {
-        Self {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Seen {
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let req = if cookie.is_empty() {
-            req
-        } else {
-            req.header("cookie", cookie)
-        };
-        let resp = req.send().await.unwrap();
-        for c in resp.headers().get_all("set-cookie") {
-            let c = c.to_str().unwrap();
-            let kv = c.split(';').next().unwrap_or_default();
-            if let Some((k, v)) = kv.split_once('=') {
-                self.cookies.insert(k.to_owned(), v.to_owned());
-            }
-        }
-        Seen::of(resp).await
-    }
-
-    async fn get(&mut self, url: &str) -> Seen {
-        let req = self.http.get(url);
-        self.send(req).await
-    }
-
-    async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Seen {
-        let req = self.http.post(url).form(form);
-        self.send(req).await
-    }
-}
-
-/// The value of a hidden form field.
-fn field(body: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = body
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no field {name} in\n{body}"))
-        + marker.len();
-    let end = start + body[start..].find('"').unwrap();
-    body[start..end].replace("&amp;", "&")
-}
-
-fn absolute(server: &TestServer, location: &str) -> String {
-    url::Url::parse(&server.base_url)
-        .unwrap()
-        .join(location)
-        .unwrap()
-        .to_string()
-}
-
 fn authorize_url(server: &TestServer, client_id: &str, redirect_uri: &str) -> String {
     let redirect: String = url::form_urlencoded::byte_serialize(redirect_uri.as_bytes()).collect();
     server.url(&format!(
@@ -493,11 +433,9 @@ async fn web_client(server: &TestServer) -> TestClient {
 async fn login_page(server: &TestServer, b: &mut Browser, c: &TestClient) -> (String, String) {
     let p = b.get(&authorize_url(server, &c.client_id, RP)).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
-    let login = b
-        .get(&absolute(server, p.location.as_deref().unwrap()))
-        .await;
+    let login = b.get(p.location()).await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.body);
-    (field(&login.body, "tx"), field(&login.body, "csrf_token"))
+    (login.field("tx"), login.field("csrf_token"))
 }
 
 async fn submit_login(
@@ -518,6 +456,7 @@ async fn submit_login(
         ],
     )
     .await
+    .into()
 }
 
 /// Sign in (in a fresh browser) and return a fresh authorization code.
@@ -527,12 +466,7 @@ async fn code(server: &TestServer, c: &TestClient) -> String {
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     let callback = p.location.unwrap();
     assert!(callback.starts_with(RP), "{callback}");
-    url::Url::parse(&callback)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap()
+    query(&callback, "code").unwrap()
 }
 
 async fn exchange(server: &TestServer, c: &TestClient, code: &str, verifier: &str) -> Seen {
@@ -560,13 +494,14 @@ async fn code_flow_failures_are_traced_with_code_cause_and_remedy() {
     let mut b = Browser::new();
 
     // Redirect URI mismatch at /authorize: an error page, never a redirect (RFC 6749 §4.1.2.1).
-    let seen = b
+    let seen: Seen = b
         .get(&authorize_url(
             &server,
             &c.client_id,
             "https://rp.example/callback/",
         ))
-        .await;
+        .await
+        .into();
     assert_eq!(seen.status, StatusCode::BAD_REQUEST, "{}", seen.body);
     assert!(seen.location.is_none());
     assert!(

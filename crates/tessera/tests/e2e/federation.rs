@@ -5,10 +5,9 @@
 //! "Exchanging authorization tokens with upstream 'corp' failed …", remedy) and, for the end
 //! user, a generic page with the request id.
 //!
-//! The browser here is a small cookie jar keyed by host:port (both servers run on 127.0.0.1,
-//! where a real browser would share cookies between ports).
+//! The browser ([`Browser`]) keeps cookies per host:port (both servers run on 127.0.0.1, where a
+//! real browser would share cookies between ports).
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,154 +22,12 @@ use tessera_egress::proxy::ProxySettings;
 use tessera_egress::{EgressConfig, HttpClient};
 use tessera_http::EgressUpstreamHttp;
 
+use crate::support::browser::{Browser, Page, query};
 use crate::support::interop::{artifacts_dir, interop_dir, node_with, on_path, tool};
 use crate::support::{Options, TestServer, jwt_parts};
 
 const RP_REDIRECT: &str = "https://rp.example/cb";
 const UPSTREAM: &str = "corp";
-
-/// A browser: cookies per host:port, no automatic redirects.
-struct Browser {
-    http: reqwest::Client,
-    jar: HashMap<String, BTreeMap<String, String>>,
-}
-
-struct Reply {
-    status: StatusCode,
-    location: Option<String>,
-    request_id: String,
-    body: String,
-}
-
-fn origin(url: &str) -> String {
-    let u = url::Url::parse(url).unwrap();
-    format!(
-        "{}:{}",
-        u.host_str().unwrap(),
-        u.port_or_known_default().unwrap()
-    )
-}
-
-impl Browser {
-    fn new() -> Self {
-        Self::trusting(None)
-    }
-
-    /// A browser that also trusts the CA certificate `ca_pem` (a TLS upstream).
-    fn trusting(ca_pem: Option<&[u8]>) -> Self {
-        let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
-        if let Some(pem) = ca_pem {
-            b = b.add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap());
-        }
-        Self {
-            http: b.build().unwrap(),
-            jar: HashMap::new(),
-        }
-    }
-
-    /// GET `url` and follow redirects until one points at `prefix` (returned, not visited).
-    async fn follow_to(&mut self, url: &str, prefix: &str) -> String {
-        let mut next = url.to_owned();
-        for _ in 0..10 {
-            let r = self.get(&next).await;
-            let Some(loc) = r.location else {
-                panic!(
-                    "{next} answered {} without a redirect:\n{}",
-                    r.status, r.body
-                );
-            };
-            if loc.starts_with(prefix) {
-                return loc;
-            }
-            next = loc;
-        }
-        panic!("no redirect to {prefix} after 10 hops (last {next})");
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder, url: &str) -> Reply {
-        let o = origin(url);
-        let cookie = self
-            .jar
-            .get(&o)
-            .map(|c| {
-                c.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
-            .unwrap_or_default();
-        let req = if cookie.is_empty() {
-            req
-        } else {
-            req.header("cookie", cookie)
-        };
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        for c in resp.headers().get_all("set-cookie") {
-            let c = c.to_str().unwrap();
-            let (kv, attrs) = c.split_once(';').unwrap_or((c, ""));
-            let (k, v) = kv.split_once('=').unwrap();
-            let jar = self.jar.entry(o.clone()).or_default();
-            if attrs.to_ascii_lowercase().contains("max-age=0") {
-                jar.remove(k);
-            } else {
-                jar.insert(k.to_owned(), v.to_owned());
-            }
-        }
-        let location = resp.headers().get("location").map(|l| {
-            url::Url::parse(url)
-                .unwrap()
-                .join(l.to_str().unwrap())
-                .unwrap()
-                .to_string()
-        });
-        let request_id = resp
-            .headers()
-            .get("x-request-id")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let body = resp.text().await.unwrap_or_default();
-        Reply {
-            status,
-            location,
-            request_id,
-            body,
-        }
-    }
-
-    async fn get(&mut self, url: &str) -> Reply {
-        let req = self.http.get(url);
-        self.send(req, url).await
-    }
-
-    async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Reply {
-        let req = self.http.post(url).form(form);
-        self.send(req, url).await
-    }
-
-    fn cookie(&self, url: &str, name: &str) -> Option<String> {
-        self.jar
-            .get(&origin(url))
-            .and_then(|c| c.get(name).cloned())
-    }
-
-    fn set_cookie(&mut self, url: &str, name: &str, value: &str) {
-        self.jar
-            .entry(origin(url))
-            .or_default()
-            .insert(name.to_owned(), value.to_owned());
-    }
-}
-
-fn field(body: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = body
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no field {name} in\n{body}"))
-        + marker.len();
-    let end = start + body[start..].find('"').unwrap();
-    body[start..end].replace("&amp;", "&")
-}
 
 /// The two servers, the relying party's client and the upstream's client for the RP.
 struct Setup {
@@ -288,22 +145,16 @@ impl Setup {
         );
         let r = b.get(&url).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-        r.location.unwrap()
+        r.location().to_owned()
     }
 
     /// From the RP's login page through the upstream's sign-in to the RP callback URL
     /// (not yet visited).
-    async fn to_callback(&self, b: &mut Browser) -> Result<String, Reply> {
+    async fn to_callback(&self, b: &mut Browser) -> Result<String, Page> {
         let login = self.rp_login(b).await;
         let page = b.get(&login).await;
         assert_eq!(page.status, StatusCode::OK);
-        let tx = url::Url::parse(&login)
-            .unwrap()
-            .query_pairs()
-            .find(|(k, _)| k == "tx")
-            .unwrap()
-            .1
-            .to_string();
+        let tx = query(&login, "tx").unwrap();
         let start = format!(
             "{}?{}",
             self.rp.url(&format!("/federation/{UPSTREAM}/start")),
@@ -313,7 +164,7 @@ impl Setup {
         if r.status != StatusCode::SEE_OTHER {
             return Err(r);
         }
-        let at_upstream = r.location.unwrap();
+        let at_upstream = r.location().to_owned();
         assert!(
             at_upstream.starts_with(&self.upstream.base_url),
             "{at_upstream}"
@@ -321,22 +172,22 @@ impl Setup {
         assert!(at_upstream.contains("code_challenge_method=S256"));
         assert!(at_upstream.contains("nonce="));
         let r = b.get(&at_upstream).await;
-        let mut next = r.location.unwrap();
+        let mut next = r.location().to_owned();
         if next.starts_with(&self.upstream.url("/login")) {
             let page = b.get(&next).await;
             let r = b
                 .post(
                     &self.upstream.url("/login"),
                     &[
-                        ("tx", &field(&page.body, "tx")),
-                        ("csrf_token", &field(&page.body, "csrf_token")),
+                        ("tx", &page.field("tx")),
+                        ("csrf_token", &page.field("csrf_token")),
                         ("username", "alice"),
                         ("password", "alice-upstream-pw"),
                     ],
                 )
                 .await;
             assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-            next = r.location.unwrap();
+            next = r.location().to_owned();
         }
         assert!(
             next.starts_with(&self.rp.url(&format!("/federation/{UPSTREAM}/callback"))),
@@ -346,7 +197,7 @@ impl Setup {
     }
 
     /// A whole sign-in: the RP's final redirect to the application.
-    async fn sign_in(&self, b: &mut Browser) -> Reply {
+    async fn sign_in(&self, b: &mut Browser) -> Page {
         let cb = match self.to_callback(b).await {
             Ok(cb) => cb,
             Err(r) => return r,
@@ -375,14 +226,14 @@ fn serde_urlencoded(pairs: &[(&str, &str)]) -> String {
 }
 
 /// The failure page of the end user: generic words, the request id as reference, no cause.
-fn assert_user_page(r: &Reply, secret: &str) {
+fn assert_user_page(r: &Page, secret: &str) {
     assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
     assert!(
         r.body.contains("Signing in with Corporate SSO failed"),
         "{}",
         r.body
     );
-    let reference: String = r.request_id.chars().take(12).collect();
+    let reference: String = r.request_id().chars().take(12).collect();
     assert!(
         r.body.contains(&reference),
         "reference {reference} on the page"
@@ -408,15 +259,9 @@ async fn signs_in_through_an_upstream_tessera() {
     let mut b = Browser::new();
     let r = s.sign_in(&mut b).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let back = r.location.unwrap();
+    let back = r.location().to_owned();
     assert!(back.starts_with(RP_REDIRECT), "{back}");
-    let code = url::Url::parse(&back)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .to_string();
+    let code = query(&back, "code").unwrap();
     assert!(!code.is_empty());
     // The local account was created just in time and linked.
     let user =
@@ -428,7 +273,7 @@ async fn signs_in_through_an_upstream_tessera() {
     assert!(user.password_hash.is_none());
     assert_eq!(user.email.as_deref(), Some("alice@example.com"));
     // The trace names every step.
-    let t = s.trace(&r.request_id);
+    let t = s.trace(r.request_id());
     assert_eq!(t.decision, "success", "{t:#?}");
     let steps: Vec<String> = t
         .steps
@@ -452,7 +297,7 @@ async fn signs_in_through_an_upstream_tessera() {
     // A second sign-in reuses the link (SSO at the upstream: no password page).
     let r = s.sign_in(&mut Browser::new()).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    let t = s.trace(&r.request_id);
+    let t = s.trace(r.request_id());
     assert!(
         t.steps
             .iter()
@@ -487,7 +332,12 @@ async fn upstream_down_is_connection_refused() {
     let r = b.get(&cb).await;
     let s2 = (rp, upstream_secret);
     assert_user_page(&r, &s2.1);
-    let t = s2.0.engine().diagnostics.traces.get(&r.request_id).unwrap();
+    let t =
+        s2.0.engine()
+            .diagnostics
+            .traces
+            .get(r.request_id())
+            .unwrap();
     assert_failure(
         &t,
         "TSR-NET-REFUSED",
@@ -506,7 +356,7 @@ async fn wrong_client_secret_is_invalid_client() {
     let r = s.sign_in(&mut b).await;
     assert_user_page(&r, "not-the-registered-secret");
     assert_failure(
-        &s.trace(&r.request_id),
+        &s.trace(r.request_id()),
         "TSR-UPSTREAM-INVALID-CLIENT",
         "Exchanging authorization tokens with upstream 'corp' failed at token request: [TSR-UPSTREAM-INVALID-CLIENT] the upstream answered invalid_client",
     );
@@ -527,7 +377,7 @@ async fn replayed_callback_is_invalid_grant() {
     let r = b.get(&cb).await;
     assert_user_page(&r, &s.upstream_secret);
     assert_failure(
-        &s.trace(&r.request_id),
+        &s.trace(r.request_id()),
         "TSR-UPSTREAM-INVALID-GRANT",
         "[TSR-UPSTREAM-INVALID-GRANT] the upstream answered invalid_grant",
     );
@@ -535,7 +385,7 @@ async fn replayed_callback_is_invalid_grant() {
     let r = b.get(&cb).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_failure(
-        &s.trace(&r.request_id),
+        &s.trace(r.request_id()),
         "TSR-UPSTREAM-STATE",
         "state mismatch",
     );
@@ -553,7 +403,7 @@ async fn issuer_mismatch_is_refused_at_discovery() {
     let r = s.sign_in(&mut b).await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert_failure(
-        &s.trace(&r.request_id),
+        &s.trace(r.request_id()),
         "TSR-OIDC-ISSUER",
         "Starting sign-in with upstream 'corp' failed at authorization request: [TSR-OIDC-ISSUER] issuer mismatch: configured issuer",
     );
@@ -569,7 +419,7 @@ async fn unresolvable_upstream_is_dns() {
     let r = s.sign_in(&mut Browser::new()).await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert_failure(
-        &s.trace(&r.request_id),
+        &s.trace(r.request_id()),
         "TSR-NET-DNS",
         "[TSR-NET-DNS] DNS lookup failed",
     );
@@ -607,7 +457,7 @@ async fn upstream_key_rotation_needs_no_restart() {
     e.keys.reload(e.store.as_ref(), e.now()).await.unwrap();
     let r = s.sign_in(&mut Browser::new()).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let t = s.trace(&r.request_id);
+    let t = s.trace(r.request_id());
     assert_eq!(t.decision, "success");
     let kid_step = t
         .steps
@@ -646,7 +496,7 @@ async fn clock_skew_beyond_tolerance_is_named() {
     let r = s.sign_in(&mut Browser::new()).await;
     assert_user_page(&r, &s.upstream_secret);
     assert_failure(
-        &s.trace(&r.request_id),
+        &s.trace(r.request_id()),
         "TSR-UPSTREAM-CLOCK-SKEW",
         "failed at ID token validation: [TSR-UPSTREAM-CLOCK-SKEW] clock skew beyond tolerance: iat",
     );
@@ -704,7 +554,7 @@ async fn tampered_id_token_is_a_bad_signature() {
     let r = s.sign_in(&mut Browser::new()).await;
     assert_user_page(&r, &s.upstream_secret);
     assert_failure(
-        &s.trace(&r.request_id),
+        &s.trace(r.request_id()),
         "TSR-UPSTREAM-SIGNATURE",
         "failed at ID token validation: [TSR-UPSTREAM-SIGNATURE] ID token signature invalid",
     );
@@ -721,7 +571,7 @@ async fn deny_policy_needs_an_existing_link() {
     let r = s.sign_in(&mut Browser::new()).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_failure(
-        &s.trace(&r.request_id),
+        &s.trace(r.request_id()),
         "TSR-UPSTREAM-NOT-LINKED",
         "linking = \"deny\"",
     );
@@ -735,7 +585,7 @@ async fn deny_policy_needs_an_existing_link() {
     s.install(raw);
     let r = s.sign_in(&mut Browser::new()).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let t = s.trace(&r.request_id);
+    let t = s.trace(r.request_id());
     assert!(
         t.steps
             .iter()
@@ -787,15 +637,15 @@ async fn setup_toml(upstream_keys: &str, rp_extra: &str) -> Setup {
 
 impl Setup {
     /// The RP's login form with a local user's password.
-    async fn password_sign_in(&self, b: &mut Browser, user: &str, pw: &str) -> (Reply, String) {
+    async fn password_sign_in(&self, b: &mut Browser, user: &str, pw: &str) -> (Page, String) {
         let login = self.rp_login(b).await;
         let page = b.get(&login).await;
         let r = b
             .post(
                 &self.rp.url("/login"),
                 &[
-                    ("tx", &field(&page.body, "tx")),
-                    ("csrf_token", &field(&page.body, "csrf_token")),
+                    ("tx", &page.field("tx")),
+                    ("csrf_token", &page.field("csrf_token")),
                     ("username", user),
                     ("password", pw),
                 ],
@@ -826,8 +676,8 @@ async fn every_flag_signs_in_through_the_upstream_beside_a_required_password_pro
         s.trace_on();
         let r = s.sign_in(&mut Browser::new()).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{flag}: {}", r.body);
-        assert!(r.location.unwrap().starts_with(RP_REDIRECT));
-        let t = s.trace(&r.request_id);
+        assert!(r.location().starts_with(RP_REDIRECT));
+        let t = s.trace(r.request_id());
         let st = steps(&t);
         for want in [
             "chain provider:corp=authenticated",
@@ -852,8 +702,8 @@ async fn sufficient_upstream_leaves_password_sign_in_alone() {
     assert!(page.contains("name=\"password\""));
     assert!(page.contains("Sign in with Corporate SSO"));
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    assert!(r.location.unwrap().starts_with(RP_REDIRECT));
-    let st = steps(&s.trace(&r.request_id));
+    assert!(r.location().starts_with(RP_REDIRECT));
+    let st = steps(&s.trace(r.request_id()));
     assert!(
         st.iter().any(|x| x == "chain provider:corp=not_applicable"),
         "{st:?}"
@@ -986,7 +836,7 @@ client_secret = "partner-secret-0123456789abcdef"
     let r = s.sign_in(&mut Browser::new()).await;
     assert_user_page(&r, &s.upstream_secret);
     assert_failure(
-        &s.trace(&r.request_id),
+        &s.trace(r.request_id()),
         "TSR-UPSTREAM-CHAIN",
         "Exchanging authorization tokens with upstream 'corp' failed at chain decision: [TSR-UPSTREAM-CHAIN] refused by the authentication chain ('hr' is mandatory): upstream 'hr' is REQUIRED: every sign-in must come through it",
     );
@@ -1130,7 +980,7 @@ fn authorize_url(rp: &TestServer, client_id: &str, redirect: &str) -> String {
 async fn login_button(b: &mut Browser, rp: &TestServer, client_id: &str, redirect: &str) -> String {
     let r = b.get(&authorize_url(rp, client_id, redirect)).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let page = b.get(&r.location.unwrap()).await;
+    let page = b.get(r.location()).await;
     assert_eq!(page.status, StatusCode::OK);
     let marker = format!("/federation/{UPSTREAM}/start?tx=");
     let at = page.body.find(&marker).expect("the upstream button");
@@ -1260,9 +1110,9 @@ async fn signs_in_through_node_oidc_provider() {
     );
     let r = b.get(&cb).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let back = r.location.unwrap();
+    let back = r.location().to_owned();
     assert!(back.starts_with(RP_REDIRECT), "{back}");
-    let t = rp.engine().diagnostics.traces.get(&r.request_id).unwrap();
+    let t = rp.engine().diagnostics.traces.get(r.request_id()).unwrap();
     assert_eq!(t.decision, "success", "{t:#?}");
     for want in [
         "token_request=ok",
@@ -1280,13 +1130,7 @@ async fn signs_in_through_node_oidc_provider() {
         );
     }
     // The application redeems its code at the RP.
-    let code = url::Url::parse(&back)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .to_string();
+    let code = query(&back, "code").unwrap();
     let resp = rp
         .post_form(
             "/token",
@@ -1378,7 +1222,7 @@ async fn proxy_refusing_connect_is_named_with_its_status_line() {
     let r = b.get(&cb).await;
     assert_user_page(&r, NODE_SECRET);
     let proxy_addr = proxy_url.trim_start_matches("http://");
-    let t = rp.engine().diagnostics.traces.get(&r.request_id).unwrap();
+    let t = rp.engine().diagnostics.traces.get(r.request_id()).unwrap();
     assert_failure(
         &t,
         "TSR-PROXY-403",

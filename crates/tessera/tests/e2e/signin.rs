@@ -6,15 +6,15 @@
 //! The third-party scripts live in `tests/interop/`. When node, the venv or chromium is missing
 //! the test prints why and passes, unless `TESSERA_TEST_REQUIRE_SERVICES=1` (then it fails).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, LOCATION};
+use reqwest::header::LOCATION;
 use serde_json::{Value, json};
 use tessera_core::clock::ManualClock;
 
+use crate::support::browser::{Browser, Page, query};
 use crate::support::interop::{artifacts_dir, interop_dir, node_with, python, tool};
 use crate::support::{Options, TestClient, TestServer, jwt_parts};
 
@@ -22,128 +22,6 @@ use crate::support::{Options, TestClient, TestServer, jwt_parts};
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const RP: &str = "https://rp.example/cb";
-
-/// A minimal browser: cookie jar, no automatic redirects.
-struct Browser {
-    http: reqwest::Client,
-    cookies: BTreeMap<String, String>,
-    /// Every `Set-Cookie` seen, for attribute checks.
-    set_cookies: Vec<String>,
-}
-
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    url: String,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> String {
-        let loc = self
-            .headers
-            .get(LOCATION)
-            .expect("Location")
-            .to_str()
-            .unwrap();
-        url::Url::parse(&self.url)
-            .unwrap()
-            .join(loc)
-            .unwrap()
-            .to_string()
-    }
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or("")
-    }
-    /// The value of a hidden form field.
-    fn field(&self, name: &str) -> String {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = self
-            .body
-            .find(&marker)
-            .unwrap_or_else(|| panic!("no field {name} in\n{}", self.body))
-            + marker.len();
-        let end = start + self.body[start..].find('"').unwrap();
-        self.body[start..end].replace("&amp;", "&")
-    }
-}
-
-impl Browser {
-    fn new() -> Self {
-        Self {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: BTreeMap::new(),
-            set_cookies: Vec::new(),
-        }
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder, url: &str) -> Page {
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let req = if cookie.is_empty() {
-            req
-        } else {
-            req.header("cookie", cookie)
-        };
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        for c in headers.get_all("set-cookie") {
-            let c = c.to_str().unwrap().to_owned();
-            let (kv, attrs) = c.split_once(';').unwrap_or((&c, ""));
-            let (k, v) = kv.split_once('=').unwrap();
-            if attrs.to_ascii_lowercase().contains("max-age=0") {
-                self.cookies.remove(k);
-            } else {
-                self.cookies.insert(k.to_owned(), v.to_owned());
-            }
-            self.set_cookies.push(c);
-        }
-        let body = resp.text().await.unwrap_or_default();
-        Page {
-            status,
-            headers,
-            url: url.to_owned(),
-            body,
-        }
-    }
-
-    async fn get(&mut self, url: &str) -> Page {
-        let req = self.http.get(url);
-        self.send(req, url).await
-    }
-
-    async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Page {
-        let req = self.http.post(url).form(form);
-        self.send(req, url).await
-    }
-
-    fn set_cookie(&self, name: &str) -> &str {
-        self.set_cookies
-            .iter()
-            .rev()
-            .find(|c| c.starts_with(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("no Set-Cookie for {name}"))
-    }
-}
-
-fn query(url: &str, name: &str) -> Option<String> {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
 
 fn authorize_url(server: &TestServer, client_id: &str, extra: &str) -> String {
     server.url(&format!(
@@ -205,13 +83,13 @@ async fn code_flow_through_the_pages() {
     assert_eq!(p.status, StatusCode::SEE_OTHER);
     let login_url = p.location();
     assert!(login_url.starts_with(&server.url("/login?tx=")));
-    let bind = b.set_cookie("tessera_bind").to_owned();
+    let bind = b.last_set_cookie("tessera_bind").to_owned();
     assert!(bind.contains("HttpOnly") && bind.contains("SameSite=Lax") && bind.contains("Path=/"));
     assert!(
         !bind.contains("Secure"),
         "plain-http loopback issuer: not Secure"
     );
-    let login = b.get(&login_url).await;
+    let login = b.get(login_url).await;
     assert_eq!(login.status, StatusCode::OK);
     assert_page_headers(&login);
     assert!(
@@ -287,7 +165,7 @@ async fn code_flow_through_the_pages() {
         )
         .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
-    let session = b.set_cookie("tessera_session").to_owned();
+    let session = b.last_set_cookie("tessera_session").to_owned();
     assert!(
         session.contains("HttpOnly")
             && session.contains("SameSite=Lax")
@@ -295,7 +173,7 @@ async fn code_flow_through_the_pages() {
     );
     let consent_url = p.location();
     assert!(consent_url.starts_with(&server.url("/consent?tx=")));
-    let consent = b.get(&consent_url).await;
+    let consent = b.get(consent_url).await;
     assert_page_headers(&consent);
     assert!(consent.body.contains("Team Wiki") && consent.body.contains("Stay signed in"));
     let p = b
@@ -311,13 +189,13 @@ async fn code_flow_through_the_pages() {
     assert_eq!(p.status, StatusCode::SEE_OTHER);
     let callback = p.location();
     assert!(callback.starts_with(RP));
-    assert_eq!(query(&callback, "state").as_deref(), Some("st-1"));
+    assert_eq!(query(callback, "state").as_deref(), Some("st-1"));
     assert_eq!(
-        query(&callback, "iss").as_deref(),
+        query(callback, "iss").as_deref(),
         Some(server.base_url.as_str()),
         "RFC 9207"
     );
-    let code = query(&callback, "code").unwrap();
+    let code = query(callback, "code").unwrap();
 
     // 4. Code exchange (client_secret_basic + PKCE).
     let exchange = [
@@ -444,7 +322,7 @@ async fn code_flow_through_the_pages() {
         .get(&authorize_url(&server, &c.client_id, "&prompt=none"))
         .await;
     assert!(p.location().starts_with(RP));
-    assert!(query(&p.location(), "code").is_some());
+    assert!(query(p.location(), "code").is_some());
 
     // 9. RP-initiated logout with id_token_hint → registered post-logout URI with state.
     let hint = t["id_token"].as_str().unwrap();
@@ -456,14 +334,14 @@ async fn code_flow_through_the_pages() {
     assert_eq!(p.status, StatusCode::SEE_OTHER);
     assert_eq!(p.location(), "https://rp.example/bye?state=bye-1");
     assert!(
-        !b.cookies.contains_key("tessera_session"),
+        b.cookie(&server.base_url, "tessera_session").is_none(),
         "session cookie cleared"
     );
     let p = b
         .get(&authorize_url(&server, &c.client_id, "&prompt=none"))
         .await;
     assert_eq!(
-        query(&p.location(), "error").as_deref(),
+        query(p.location(), "error").as_deref(),
         Some("login_required")
     );
     server.shutdown().await;
@@ -493,14 +371,11 @@ async fn errors_before_the_redirect_uri_is_verified_are_pages() {
     let loc = p.location();
     assert!(loc.starts_with(RP));
     assert_eq!(
-        query(&loc, "error").as_deref(),
+        query(loc, "error").as_deref(),
         Some("unsupported_response_type")
     );
-    assert_eq!(query(&loc, "state").as_deref(), Some("s1"));
-    assert_eq!(
-        query(&loc, "iss").as_deref(),
-        Some(server.base_url.as_str())
-    );
+    assert_eq!(query(loc, "state").as_deref(), Some("s1"));
+    assert_eq!(query(loc, "iss").as_deref(), Some(server.base_url.as_str()));
     // The stylesheet is served.
     let css = server
         .http
@@ -521,7 +396,7 @@ async fn a_transaction_belongs_to_its_browser() {
     let p = attacker
         .get(&authorize_url(&server, &c.client_id, ""))
         .await;
-    let login = attacker.get(&p.location()).await;
+    let login = attacker.get(p.location()).await;
     // The victim's browser cannot use the attacker's transaction (login CSRF).
     victim.get(&authorize_url(&server, &c.client_id, "")).await;
     let p = victim
@@ -546,7 +421,7 @@ async fn logout_without_a_hint_asks_first() {
     let c = web_client(&server, true).await;
     let mut b = Browser::new();
     let p = b.get(&authorize_url(&server, &c.client_id, "")).await;
-    let login = b.get(&p.location()).await;
+    let login = b.get(p.location()).await;
     let p = b
         .post(
             &server.url("/login"),
@@ -594,7 +469,7 @@ async fn logout_without_a_hint_asks_first() {
         .get(&authorize_url(&server, &c.client_id, "&prompt=none"))
         .await;
     assert_eq!(
-        query(&p.location(), "error").as_deref(),
+        query(p.location(), "error").as_deref(),
         Some("login_required")
     );
 }
@@ -823,9 +698,10 @@ async fn bench_password_logins() {
     // The transaction the login phase reuses (it is not single-use).
     let mut b = Browser::new();
     let p = b.get(&authorize_url(&server, &c.client_id, "")).await;
-    let login = b.get(&p.location()).await;
+    let login = b.get(p.location()).await;
     let (tx, csrf) = (login.field("tx"), login.field("csrf_token"));
-    let cookie = format!("tessera_bind={}", b.cookies["tessera_bind"]);
+    let bind = b.cookie(&server.base_url, "tessera_bind").unwrap();
+    let cookie = format!("tessera_bind={bind}");
 
     // Raw and login phases alternate in short windows, so load from elsewhere on the machine
     // hits both alike.

@@ -5,10 +5,14 @@
 //!   when a test asks for it and `TEST_DATABASE_URL` is set. It exposes the engine and store for
 //!   set-up, a `reqwest` client, and stops when dropped.
 //! - [`Tessera`] and [`ServeProcess`]: the real `tessera` binary, for tests of the CLI itself.
+//! - [`browser::Browser`]: a cookie-keeping client for the flows through the pages.
+//! - [`logs::Logs`]: what the server logs during a test.
 
 #![allow(dead_code)] // each test uses a different part of the harness
 
+pub mod browser;
 pub mod interop;
+pub mod logs;
 pub mod process;
 
 use std::io::Write;
