@@ -15,7 +15,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,7 +47,7 @@ pub(crate) enum DirectError {
 pub(crate) struct DirectWriter {
     path: PathBuf,
     conn: Mutex<Option<Connection>>,
-    written_since_checkpoint: Mutex<usize>,
+    written_since_checkpoint: AtomicUsize,
     checkpointer: Arc<Checkpointer>,
 }
 
@@ -85,7 +85,7 @@ impl DirectWriter {
         Self {
             path: path.to_owned(),
             conn: Mutex::new(None),
-            written_since_checkpoint: Mutex::new(0),
+            written_since_checkpoint: AtomicUsize::new(0),
             checkpointer: Arc::new(Checkpointer {
                 path: path.to_owned(),
                 running: AtomicBool::new(false),
@@ -136,18 +136,17 @@ impl DirectWriter {
     }
 
     fn note_written(&self, count: usize) {
-        let Ok(mut written) = self.written_since_checkpoint.lock() else {
-            return;
-        };
-        *written += count;
-        if *written >= CHECKPOINT_EVERY {
-            *written = 0;
+        let before = self
+            .written_since_checkpoint
+            .fetch_add(count, Ordering::Relaxed);
+        if before + count >= CHECKPOINT_EVERY {
+            self.written_since_checkpoint.store(0, Ordering::Relaxed);
             self.checkpointer.clone().request();
         }
     }
 }
 
-/// PASSIVE checkpoints on a blocking thread, one at a time, on a connection of their own.
+/// Checkpoints on a blocking thread, one at a time, on a connection of their own.
 struct Checkpointer {
     path: PathBuf,
     running: AtomicBool,

@@ -108,12 +108,13 @@ impl<'a> Run<'a> {
         purpose: Purpose,
         dry_run: bool,
     ) -> Self {
+        let collect = dry_run || trace.is_on();
         Self {
             engine,
             trace,
             purpose,
-            checks: Vec::with_capacity(if dry_run || trace.is_on() { 16 } else { 2 }),
-            collect: dry_run || trace.is_on(),
+            checks: Vec::with_capacity(if collect { 16 } else { 2 }),
+            collect,
             dry_run,
             first_error: None,
         }
