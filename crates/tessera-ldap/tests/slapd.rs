@@ -633,6 +633,19 @@ async fn ppolicy_lockout_is_an_account_state() {
             trace.steps()
         );
     }
+    // Under load slapd has been seen to answer the third failure before the lock it causes is
+    // visible, and a right password bound in that moment succeeds and clears the failures.
+    // So first wait (bounded) until a wrong password is answered with the lock itself.
+    let mut locked_seen = false;
+    for _ in 0..20 {
+        let (out, _) = login(&p, "dave", "wrong-password").await;
+        if out == Outcome::AccountState(AccountState::LockedAtDirectory) {
+            locked_seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(locked_seen, "ppolicy never reported accountLocked");
     // Locked by ppolicy: the right password is answered 49 too, but the response control says
     // accountLocked, so this is an account state (not counted as a bad password).
     let (out, trace) = login(&p, "dave", "dave-secret").await;
