@@ -3,78 +3,33 @@
 //! SQLite) store: token endpoint success and every error code, introspection, revocation,
 //! discovery, JWKS, key rotation and dynamic registration.
 
-use std::sync::Arc;
+mod common;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use http_body_util::BodyExt;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use common::{ISSUER, Server as Harness, T0, basic_auth, cc_request};
 use serde_json::{Value, json};
-use tessera_core::Engine;
-use tessera_core::authn::Chain;
-use tessera_core::clock::ManualClock;
-use tessera_core::engine::EngineParts;
-use tessera_core::keys::KeyManager;
 use tessera_core::model::{AuthMethod, Client};
 use tessera_core::registration::set_new_secret;
-use tessera_core::secrets::{MasterKey, PasswordHasher, PasswordParams};
 use tessera_core::settings::Settings;
-use tessera_core::store::Store;
 use tessera_jose::{Algorithm, JwkSet, Limits, decode_compact};
-use tessera_store::SqliteStore;
 use tower::ServiceExt;
 
-const ISSUER: &str = "https://id.example.test";
-const T0: i64 = 1_900_000_000;
 const IAT: &str = "initial-access-token-for-tests";
+const CC: &[u8] = b"grant_type=client_credentials";
 
-struct Harness {
-    engine: Arc<Engine>,
-    clock: ManualClock,
-    router: axum::Router,
-}
+/// Status, headers and the body as JSON (a JSON string if it is not JSON, null if empty).
+type Response = (StatusCode, HeaderMap, Value);
 
 async fn harness_with(configure: impl FnOnce(&mut Settings), ensure_keys: bool) -> Harness {
-    let store = SqliteStore::memory().await.unwrap();
-    store.migrate().await.unwrap();
-    let store: Arc<dyn Store> = Arc::new(store);
-    let master = MasterKey::parse(&"42".repeat(32)).unwrap();
-    let mut settings = Settings::new(ISSUER);
-    settings.registration_initial_access_token = Some(IAT.into());
-    configure(&mut settings);
-    let keys = Arc::new(KeyManager::new(
-        master.clone(),
-        90 * 86400,
-        settings.jwks_max_age,
-        7200,
-    ));
-    if ensure_keys {
-        keys.ensure(&*store, &[Algorithm::ES256, Algorithm::RS256], T0)
-            .await
-            .unwrap();
-    }
-    let clock = ManualClock::new(T0);
-    let engine = Arc::new(Engine::new(EngineParts {
-        settings: Arc::new(settings),
-        store,
-        keys,
-        master,
-        clock: Arc::new(clock.clone()),
-        passwords: PasswordHasher::new(PasswordParams {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        })
-        .unwrap(),
-        chain: Chain::default(),
-    }));
-    let router = tessera_http::router(tessera_http::AppState::new(engine.clone()));
-    Harness {
-        engine,
-        clock,
-        router,
-    }
+    common::server(
+        |s| {
+            s.registration_initial_access_token = Some(IAT.into());
+            configure(s);
+        },
+        ensure_keys,
+    )
+    .await
 }
 
 async fn harness() -> Harness {
@@ -82,18 +37,12 @@ async fn harness() -> Harness {
 }
 
 impl Harness {
-    /// Register a client directly in the store; returns its secret.
-    async fn client(
-        &self,
-        id: &str,
-        method: AuthMethod,
-        grants: &[&str],
-        scope: Option<&str>,
-    ) -> String {
+    /// Register a `client_credentials` client directly in the store; returns its secret.
+    async fn client(&self, id: &str, method: AuthMethod, scope: Option<&str>) -> String {
         let mut c = Client {
             client_id: id.into(),
             token_endpoint_auth_method: method,
-            grant_types: grants.iter().map(|g| g.to_string()).collect(),
+            grant_types: vec!["client_credentials".into()],
             scope: scope.map(str::to_owned),
             ..Default::default()
         };
@@ -102,11 +51,8 @@ impl Harness {
         secret
     }
 
-    async fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    async fn send(&self, req: Request<Body>) -> Response {
+        let (status, headers, bytes) = self.call(req).await;
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -116,49 +62,63 @@ impl Harness {
         (status, headers, body)
     }
 
-    async fn post_form(
-        &self,
-        path: &str,
-        basic: Option<(&str, &str)>,
-        body: &[u8],
-    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+    async fn post_form(&self, path: &str, basic: Option<(&str, &str)>, body: &[u8]) -> Response {
         let mut b =
             Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some((id, secret)) = basic {
-            b = b.header(
-                header::AUTHORIZATION,
-                format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
-            );
+            b = b.header(header::AUTHORIZATION, basic_auth(id, secret));
         }
         self.send(b.body(Body::from(body.to_vec())).unwrap()).await
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, axum::http::HeaderMap, Value) {
+    async fn get(&self, path: &str) -> Response {
         self.send(Request::get(path).body(Body::empty()).unwrap())
             .await
     }
 
+    /// A JSON request, with a bearer token if given; a body makes it `application/json`.
+    async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(t) = bearer {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(v) => {
+                b = b.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(b.body(body).unwrap()).await
+    }
+
+    async fn register(&self, token: Option<&str>, meta: &Value) -> Response {
+        self.json(Method::POST, "/register", token, Some(meta))
+            .await
+    }
+
+    /// `grant_type=client_credentials` at `/token` with HTTP Basic.
+    async fn cc(&self, id: &str, secret: &str) -> Response {
+        self.post_form("/token", Some((id, secret)), CC).await
+    }
+
     async fn cc_token(&self, id: &str, secret: &str) -> String {
-        let (s, _, b) = self
-            .post_form(
-                "/token",
-                Some((id, secret)),
-                b"grant_type=client_credentials",
-            )
-            .await;
+        let (s, _, b) = self.cc(id, secret).await;
         assert_eq!(s, StatusCode::OK, "{b}");
         b["access_token"].as_str().unwrap().to_owned()
     }
 }
 
-fn assert_oauth_error(
-    status: StatusCode,
-    headers: &axum::http::HeaderMap,
-    body: &Value,
-    want_status: StatusCode,
-    code: &str,
-) {
-    assert_eq!(status, want_status, "body: {body}");
+/// Asserts an RFC 6749 §5.2 error response; hands the response back.
+fn assert_oauth_error(r: Response, want_status: StatusCode, code: &str) -> Response {
+    let (status, headers, body) = &r;
+    assert_eq!(*status, want_status, "body: {body}");
     assert_eq!(body["error"], code, "body: {body}");
     assert_eq!(headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
     assert_eq!(headers.get(header::PRAGMA).unwrap(), "no-cache");
@@ -170,6 +130,7 @@ fn assert_oauth_error(
             "{d}"
         );
     }
+    r
 }
 
 #[tokio::test]
@@ -179,7 +140,6 @@ async fn client_credentials_with_basic_issues_an_rfc9068_es256_token() {
         .client(
             "svc",
             AuthMethod::ClientSecretBasic,
-            &["client_credentials"],
             Some("api:read api:write"),
         )
         .await;
@@ -222,34 +182,16 @@ async fn client_credentials_with_basic_issues_an_rfc9068_es256_token() {
 async fn default_scope_is_the_registered_one() {
     let h = harness().await;
     let secret = h
-        .client(
-            "svc",
-            AuthMethod::ClientSecretBasic,
-            &["client_credentials"],
-            Some("api:read"),
-        )
+        .client("svc", AuthMethod::ClientSecretBasic, Some("api:read"))
         .await;
-    let (_, _, b) = h
-        .post_form(
-            "/token",
-            Some(("svc", &secret)),
-            b"grant_type=client_credentials",
-        )
-        .await;
+    let (_, _, b) = h.cc("svc", &secret).await;
     assert_eq!(b["scope"], "api:read");
 }
 
 #[tokio::test]
 async fn client_secret_post_works_and_resource_sets_audience() {
     let h = harness().await;
-    let secret = h
-        .client(
-            "poster",
-            AuthMethod::ClientSecretPost,
-            &["client_credentials"],
-            None,
-        )
-        .await;
+    let secret = h.client("poster", AuthMethod::ClientSecretPost, None).await;
     let body = format!(
         "grant_type=client_credentials&client_id=poster&client_secret={secret}&resource=https%3A%2F%2Fapi.example.test"
     );
@@ -262,21 +204,12 @@ async fn client_secret_post_works_and_resource_sets_audience() {
 #[tokio::test]
 async fn wrong_basic_secret_is_401_with_a_basic_challenge() {
     let h = harness().await;
-    h.client(
-        "svc",
-        AuthMethod::ClientSecretBasic,
-        &["client_credentials"],
-        None,
-    )
-    .await;
-    let (s, headers, b) = h
-        .post_form(
-            "/token",
-            Some(("svc", "wrong")),
-            b"grant_type=client_credentials",
-        )
-        .await;
-    assert_oauth_error(s, &headers, &b, StatusCode::UNAUTHORIZED, "invalid_client");
+    h.client("svc", AuthMethod::ClientSecretBasic, None).await;
+    let (_, headers, _) = assert_oauth_error(
+        h.cc("svc", "wrong").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
     let challenge = headers
         .get(header::WWW_AUTHENTICATE)
         .unwrap()
@@ -288,52 +221,35 @@ async fn wrong_basic_secret_is_401_with_a_basic_challenge() {
 #[tokio::test]
 async fn wrong_post_secret_is_400_without_challenge() {
     let h = harness().await;
-    h.client(
-        "poster",
-        AuthMethod::ClientSecretPost,
-        &["client_credentials"],
-        None,
-    )
-    .await;
-    let (s, headers, b) = h
-        .post_form(
+    h.client("poster", AuthMethod::ClientSecretPost, None).await;
+    let (_, headers, _) = assert_oauth_error(
+        h.post_form(
             "/token",
             None,
             b"grant_type=client_credentials&client_id=poster&client_secret=nope",
         )
-        .await;
-    assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_client");
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_client",
+    );
     assert!(headers.get(header::WWW_AUTHENTICATE).is_none());
 }
 
 #[tokio::test]
 async fn unknown_client_and_wrong_method_are_invalid_client() {
     let h = harness().await;
-    let secret = h
-        .client(
-            "poster",
-            AuthMethod::ClientSecretPost,
-            &["client_credentials"],
-            None,
-        )
-        .await;
-    let (s, headers, b) = h
-        .post_form(
-            "/token",
-            Some(("ghost", "x")),
-            b"grant_type=client_credentials",
-        )
-        .await;
-    assert_oauth_error(s, &headers, &b, StatusCode::UNAUTHORIZED, "invalid_client");
+    let secret = h.client("poster", AuthMethod::ClientSecretPost, None).await;
+    assert_oauth_error(
+        h.cc("ghost", "x").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
     // Registered for client_secret_post, presented Basic.
-    let (s, headers, b) = h
-        .post_form(
-            "/token",
-            Some(("poster", &secret)),
-            b"grant_type=client_credentials",
-        )
-        .await;
-    assert_oauth_error(s, &headers, &b, StatusCode::UNAUTHORIZED, "invalid_client");
+    let (_, _, b) = assert_oauth_error(
+        h.cc("poster", &secret).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
     assert!(
         b["error_description"]
             .as_str()
@@ -345,52 +261,32 @@ async fn unknown_client_and_wrong_method_are_invalid_client() {
 #[tokio::test]
 async fn expired_or_disabled_clients_are_refused() {
     let h = harness().await;
-    let secret = h
-        .client(
-            "svc",
-            AuthMethod::ClientSecretBasic,
-            &["client_credentials"],
-            None,
-        )
-        .await;
+    let secret = h.client("svc", AuthMethod::ClientSecretBasic, None).await;
     let mut c = h.engine.store.get_client("svc").await.unwrap().unwrap();
     c.client_secret_expires_at = T0 - 1;
     h.engine.store.put_client(&c).await.unwrap();
     h.engine.forget_client("svc");
-    let (s, headers, b) = h
-        .post_form(
-            "/token",
-            Some(("svc", &secret)),
-            b"grant_type=client_credentials",
-        )
-        .await;
-    assert_oauth_error(s, &headers, &b, StatusCode::UNAUTHORIZED, "invalid_client");
+    let (_, _, b) = assert_oauth_error(
+        h.cc("svc", &secret).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
     assert_eq!(b["error_description"], "client secret has expired");
     c.client_secret_expires_at = 0;
     c.disabled = true;
     h.engine.store.put_client(&c).await.unwrap();
     h.engine.forget_client("svc");
-    let (s, headers, b) = h
-        .post_form(
-            "/token",
-            Some(("svc", &secret)),
-            b"grant_type=client_credentials",
-        )
-        .await;
-    assert_oauth_error(s, &headers, &b, StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_oauth_error(
+        h.cc("svc", &secret).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
 }
 
 #[tokio::test]
 async fn malformed_requests_are_invalid_request() {
     let h = harness().await;
-    let secret = h
-        .client(
-            "svc",
-            AuthMethod::ClientSecretBasic,
-            &["client_credentials"],
-            None,
-        )
-        .await;
+    let secret = h.client("svc", AuthMethod::ClientSecretBasic, None).await;
     let basic = Some(("svc", secret.as_str()));
     for (body, why) in [
         (
@@ -405,43 +301,41 @@ async fn malformed_requests_are_invalid_request() {
         (b"scope=api", "missing grant_type"),
         (b"grant_type=", "empty grant_type is omitted"),
     ] {
-        let (s, headers, b) = h.post_form("/token", basic, body).await;
-        assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_request");
+        let r = h.post_form("/token", basic, body).await;
+        let (_, _, b) = assert_oauth_error(r, StatusCode::BAD_REQUEST, "invalid_request");
         assert!(b["error_description"].is_string(), "{why}: {b}");
     }
     // A JSON body.
     let req = Request::post("/token")
         .header(header::CONTENT_TYPE, "application/json")
-        .header(
-            header::AUTHORIZATION,
-            format!("Basic {}", STANDARD.encode(format!("svc:{secret}"))),
-        )
+        .header(header::AUTHORIZATION, basic_auth("svc", &secret))
         .body(Body::from(r#"{"grant_type":"client_credentials"}"#))
         .unwrap();
-    let (s, headers, b) = h.send(req).await;
-    assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_oauth_error(
+        h.send(req).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
     // Two authentication mechanisms.
     let body = format!("grant_type=client_credentials&client_id=svc&client_secret={secret}");
-    let (s, headers, b) = h.post_form("/token", basic, body.as_bytes()).await;
-    assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_oauth_error(
+        h.post_form("/token", basic, body.as_bytes()).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
 }
 
 #[tokio::test]
 async fn oversized_bodies_are_refused_cleanly() {
     let h = harness_with(|s| s.max_body_bytes = 1024, true).await;
-    let secret = h
-        .client(
-            "svc",
-            AuthMethod::ClientSecretBasic,
-            &["client_credentials"],
-            None,
-        )
-        .await;
+    let secret = h.client("svc", AuthMethod::ClientSecretBasic, None).await;
     let body = format!("grant_type=client_credentials&scope={}", "a".repeat(4096));
-    let (s, headers, b) = h
-        .post_form("/token", Some(("svc", &secret)), body.as_bytes())
-        .await;
-    assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_request");
+    let (_, _, b) = assert_oauth_error(
+        h.post_form("/token", Some(("svc", &secret)), body.as_bytes())
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
     assert!(
         b["error_description"]
             .as_str()
@@ -454,91 +348,51 @@ async fn oversized_bodies_are_refused_cleanly() {
 async fn grant_and_scope_errors() {
     let h = harness().await;
     let secret = h
-        .client(
-            "svc",
-            AuthMethod::ClientSecretBasic,
-            &["client_credentials"],
-            Some("api:read"),
-        )
+        .client("svc", AuthMethod::ClientSecretBasic, Some("api:read"))
         .await;
     let basic = Some(("svc", secret.as_str()));
-    let (s, headers, b) = h
-        .post_form(
-            "/token",
-            basic,
-            b"grant_type=password&username=a&password=b",
-        )
-        .await;
-    assert_oauth_error(
-        s,
-        &headers,
-        &b,
-        StatusCode::BAD_REQUEST,
-        "unsupported_grant_type",
-    );
-    let (s, headers, b) = h
-        .post_form("/token", basic, b"grant_type=refresh_token&refresh_token=x")
-        .await;
-    assert_oauth_error(
-        s,
-        &headers,
-        &b,
-        StatusCode::BAD_REQUEST,
-        "unauthorized_client",
-    );
-    let (s, headers, b) = h
-        .post_form(
-            "/token",
-            basic,
+    for (body, code, description) in [
+        (
+            &b"grant_type=password&username=a&password=b"[..],
+            "unsupported_grant_type",
+            None,
+        ),
+        (
+            b"grant_type=refresh_token&refresh_token=x",
+            "unauthorized_client",
+            None,
+        ),
+        (
             b"grant_type=client_credentials&scope=api%3Aadmin",
-        )
-        .await;
-    assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_scope");
-    assert_eq!(
-        b["error_description"],
-        "scope 'api:admin' is not allowed for client 'svc'"
-    );
-    let (s, headers, b) = h
-        .post_form(
-            "/token",
-            basic,
+            "invalid_scope",
+            Some("scope 'api:admin' is not allowed for client 'svc'"),
+        ),
+        (
             b"grant_type=client_credentials&scope=openid",
-        )
-        .await;
-    assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_scope");
-    let (s, headers, b) = h
-        .post_form(
-            "/token",
-            basic,
+            "invalid_scope",
+            None,
+        ),
+        (
             b"grant_type=client_credentials&resource=relative",
-        )
-        .await;
-    assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_request");
+            "invalid_request",
+            None,
+        ),
+    ] {
+        let r = h.post_form("/token", basic, body).await;
+        let (_, _, b) = assert_oauth_error(r, StatusCode::BAD_REQUEST, code);
+        if let Some(d) = description {
+            assert_eq!(b["error_description"], d);
+        }
+    }
 }
 
 #[tokio::test]
 async fn internal_faults_are_server_error_without_detail() {
     // No signing key: issuing must fail internally.
     let h = harness_with(|_| {}, false).await;
-    let secret = h
-        .client(
-            "svc",
-            AuthMethod::ClientSecretBasic,
-            &["client_credentials"],
-            None,
-        )
-        .await;
-    let (s, headers, b) = h
-        .post_form(
-            "/token",
-            Some(("svc", &secret)),
-            b"grant_type=client_credentials",
-        )
-        .await;
-    assert_oauth_error(
-        s,
-        &headers,
-        &b,
+    let secret = h.client("svc", AuthMethod::ClientSecretBasic, None).await;
+    let (_, _, b) = assert_oauth_error(
+        h.cc("svc", &secret).await,
         StatusCode::INTERNAL_SERVER_ERROR,
         "server_error",
     );
@@ -548,36 +402,24 @@ async fn internal_faults_are_server_error_without_detail() {
 #[tokio::test]
 async fn introspection_and_revocation() {
     let h = harness().await;
-    let secret = h
-        .client(
-            "svc",
-            AuthMethod::ClientSecretBasic,
-            &["client_credentials"],
-            None,
-        )
-        .await;
-    let other = h
-        .client(
-            "rs",
-            AuthMethod::ClientSecretBasic,
-            &["client_credentials"],
-            None,
-        )
-        .await;
+    let secret = h.client("svc", AuthMethod::ClientSecretBasic, None).await;
+    let other = h.client("rs", AuthMethod::ClientSecretBasic, None).await;
+    let owner = Some(("svc", secret.as_str()));
+    let rs = Some(("rs", other.as_str()));
     let token = h.cc_token("svc", &secret).await;
     let body = format!("token={token}");
+    let body = body.as_bytes();
 
     // RFC 7662 §2.1: authentication required.
-    let (s, headers, b) = h.post_form("/introspect", None, body.as_bytes()).await;
-    assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_client");
-    let (s, headers, b) = h
-        .post_form("/introspect", Some(("rs", "bad")), body.as_bytes())
-        .await;
-    assert_oauth_error(s, &headers, &b, StatusCode::UNAUTHORIZED, "invalid_client");
+    for (basic, want) in [
+        (None, StatusCode::BAD_REQUEST),
+        (Some(("rs", "bad")), StatusCode::UNAUTHORIZED),
+    ] {
+        let r = h.post_form("/introspect", basic, body).await;
+        assert_oauth_error(r, want, "invalid_client");
+    }
 
-    let (s, headers, b) = h
-        .post_form("/introspect", Some(("rs", &other)), body.as_bytes())
-        .await;
+    let (s, headers, b) = h.post_form("/introspect", rs, body).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
     assert_eq!(b["active"], true);
@@ -585,51 +427,34 @@ async fn introspection_and_revocation() {
     assert_eq!(b["token_type"], "Bearer");
 
     // Garbage and missing tokens.
-    let (_, _, b) = h
-        .post_form("/introspect", Some(("rs", &other)), b"token=not-a-token")
-        .await;
+    let (_, _, b) = h.post_form("/introspect", rs, b"token=not-a-token").await;
     assert_eq!(b, json!({"active": false}));
-    let (s, headers, b) = h.post_form("/introspect", Some(("rs", &other)), b"").await;
-    assert_oauth_error(s, &headers, &b, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_oauth_error(
+        h.post_form("/introspect", rs, b"").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
 
     // Another client cannot revoke it (RFC 7009 §2.1), and still gets 200.
-    let (s, _, _) = h
-        .post_form("/revoke", Some(("rs", &other)), body.as_bytes())
-        .await;
+    let (s, _, _) = h.post_form("/revoke", rs, body).await;
     assert_eq!(s, StatusCode::OK);
-    let (_, _, b) = h
-        .post_form("/introspect", Some(("rs", &other)), body.as_bytes())
-        .await;
+    let (_, _, b) = h.post_form("/introspect", rs, body).await;
     assert_eq!(b["active"], true);
     // The owner can.
-    let (s, _, _) = h
-        .post_form(
-            "/revoke",
-            Some(("svc", &secret)),
-            format!("{body}&token_type_hint=access_token").as_bytes(),
-        )
-        .await;
+    let hinted = format!("token={token}&token_type_hint=access_token");
+    let (s, _, _) = h.post_form("/revoke", owner, hinted.as_bytes()).await;
     assert_eq!(s, StatusCode::OK);
-    let (_, _, b) = h
-        .post_form("/introspect", Some(("rs", &other)), body.as_bytes())
-        .await;
+    let (_, _, b) = h.post_form("/introspect", rs, body).await;
     assert_eq!(b, json!({"active": false}));
     // Unknown tokens: 200 (RFC 7009 §2.2).
-    let (s, _, _) = h
-        .post_form("/revoke", Some(("svc", &secret)), b"token=unknown")
-        .await;
+    let (s, _, _) = h.post_form("/revoke", owner, b"token=unknown").await;
     assert_eq!(s, StatusCode::OK);
 
     // Expired tokens are inactive.
     let fresh = h.cc_token("svc", &secret).await;
     h.clock.advance(901);
-    let (_, _, b) = h
-        .post_form(
-            "/introspect",
-            Some(("rs", &other)),
-            format!("token={fresh}").as_bytes(),
-        )
-        .await;
+    let fresh = format!("token={fresh}");
+    let (_, _, b) = h.post_form("/introspect", rs, fresh.as_bytes()).await;
     assert_eq!(b, json!({"active": false}));
 }
 
@@ -711,14 +536,7 @@ async fn jwks_has_public_parts_only_and_a_max_age() {
 #[tokio::test]
 async fn staged_rotation_publishes_before_signing_and_keeps_retired_keys() {
     let h = harness().await;
-    let secret = h
-        .client(
-            "svc",
-            AuthMethod::ClientSecretBasic,
-            &["client_credentials"],
-            None,
-        )
-        .await;
+    let secret = h.client("svc", AuthMethod::ClientSecretBasic, None).await;
     let kid_of = |t: &str| {
         decode_compact(t, &Limits::default())
             .unwrap()
@@ -762,24 +580,12 @@ async fn staged_rotation_publishes_before_signing_and_keeps_retired_keys() {
     assert!(!published(&j, &old));
 }
 
-async fn register(
-    h: &Harness,
-    token: Option<&str>,
-    meta: Value,
-) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let mut b = Request::post("/register").header(header::CONTENT_TYPE, "application/json");
-    if let Some(t) = token {
-        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    h.send(b.body(Body::from(meta.to_string())).unwrap()).await
-}
-
 #[tokio::test]
 async fn dynamic_registration_lifecycle() {
     let h = harness().await;
     let meta = json!({"client_name": "RP", "redirect_uris": ["https://rp.example.test/cb"], "grant_types": ["authorization_code", "refresh_token"], "scope": "openid profile"});
     // Guarded by the initial access token.
-    let (s, headers, b) = register(&h, None, meta.clone()).await;
+    let (s, headers, b) = h.register(None, &meta).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
     assert!(
         headers
@@ -789,10 +595,10 @@ async fn dynamic_registration_lifecycle() {
             .unwrap()
             .starts_with("Bearer")
     );
-    let (s, _, _) = register(&h, Some("wrong"), meta.clone()).await;
+    let (s, _, _) = h.register(Some("wrong"), &meta).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
-    let (s, headers, b) = register(&h, Some(IAT), meta).await;
+    let (s, headers, b) = h.register(Some(IAT), &meta).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
     let id = b["client_id"].as_str().unwrap().to_owned();
@@ -812,47 +618,18 @@ async fn dynamic_registration_lifecycle() {
 
     // RFC 7592 read / update / delete.
     let path = format!("/register/{id}");
-    let auth = format!("Bearer {rat}");
-    let (s, _, b) = h
-        .send(
-            Request::get(&path)
-                .header(header::AUTHORIZATION, &auth)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let rat = Some(rat.as_str());
+    let (s, _, b) = h.json(Method::GET, &path, rat, None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(b.get("client_secret").is_none());
-    let (s, _, _) = h
-        .send(
-            Request::get(&path)
-                .header(header::AUTHORIZATION, "Bearer nope")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let (s, _, _) = h.json(Method::GET, &path, Some("nope"), None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let update = json!({"client_id": id, "client_name": "RP 2", "redirect_uris": ["https://rp.example.test/cb2"]});
-    let (s, _, b) = h
-        .send(
-            Request::put(&path)
-                .header(header::AUTHORIZATION, &auth)
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(update.to_string()))
-                .unwrap(),
-        )
-        .await;
+    let (s, _, b) = h.json(Method::PUT, &path, rat, Some(&update)).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["client_name"], "RP 2");
     assert_eq!(b["redirect_uris"], json!(["https://rp.example.test/cb2"]));
-    let (s, _, _) = h
-        .send(
-            Request::delete(&path)
-                .header(header::AUTHORIZATION, &auth)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let (s, _, _) = h.json(Method::DELETE, &path, rat, None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert!(h.engine.store.get_client(&id).await.unwrap().is_none());
 }
@@ -887,7 +664,7 @@ async fn registration_metadata_errors() {
         ),
     ];
     for (meta, code) in cases {
-        let (s, _, b) = register(&h, Some(IAT), meta.clone()).await;
+        let (s, _, b) = h.register(Some(IAT), &meta).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{meta}: {b}");
         assert_eq!(b["error"], code, "{meta}: {b}");
     }
@@ -905,7 +682,8 @@ async fn registration_metadata_errors() {
 #[tokio::test]
 async fn registered_client_gets_tokens() {
     let h = harness().await;
-    let (_, _, b) = register(&h, Some(IAT), json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"})).await;
+    let meta = json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"});
+    let (_, _, b) = h.register(Some(IAT), &meta).await;
     let id = b["client_id"].as_str().unwrap();
     let secret = b["client_secret"].as_str().unwrap();
     let body = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
@@ -917,24 +695,12 @@ async fn registered_client_gets_tokens() {
 async fn a_client_is_never_refused_for_its_own_concurrency() {
     // Client lockout must not bound parallel requests of a correct client.
     let h = harness().await;
-    let secret = h
-        .client(
-            "busy",
-            AuthMethod::ClientSecretBasic,
-            &["client_credentials"],
-            None,
-        )
-        .await;
+    let secret = h.client("busy", AuthMethod::ClientSecretBasic, None).await;
     let mut tasks = Vec::new();
     for _ in 0..64 {
         let router = h.router.clone();
-        let auth = format!("Basic {}", STANDARD.encode(format!("busy:{secret}")));
+        let req = cc_request("busy", &secret);
         tasks.push(tokio::spawn(async move {
-            let req = Request::post("/token")
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .header(header::AUTHORIZATION, auth)
-                .body(Body::from("grant_type=client_credentials"))
-                .unwrap();
             router.oneshot(req).await.unwrap().status()
         }));
     }

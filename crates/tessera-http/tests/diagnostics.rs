@@ -6,94 +6,42 @@
 // Test harness helpers outside `#[test]` functions: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use http_body_util::BodyExt;
+use common::{Server, cc_request as token_req};
 use serde_json::{Value, json};
-use tessera_core::Engine;
-use tessera_core::authn::Chain;
-use tessera_core::clock::ManualClock;
-use tessera_core::engine::EngineParts;
-use tessera_core::keys::KeyManager;
-use tessera_core::model::{AuthMethod, Client};
-use tessera_core::secrets::{MasterKey, PasswordHasher, PasswordParams};
-use tessera_core::settings::Settings;
-use tessera_core::store::Store;
-use tessera_jose::Algorithm;
-use tessera_store::SqliteStore;
-use tower::ServiceExt;
 
-const ISSUER: &str = "https://id.example.test";
-const T0: i64 = 1_900_000_000;
 const TOKEN: &str = "admin-token-for-diagnostics-tests";
 const RIGHT: &str = "right-secret-7f3a9c";
 const WRONG: &str = "wrong-secret-MARKER-51d2";
 
-async fn router() -> (axum::Router, Arc<Engine>) {
-    let store = SqliteStore::memory().await.unwrap();
-    store.migrate().await.unwrap();
-    let store: Arc<dyn Store> = Arc::new(store);
-    let master = MasterKey::parse(&"42".repeat(32)).unwrap();
-    let mut settings = Settings::new(ISSUER);
-    settings.admin_token = Some(TOKEN.into());
-    settings.client_lockout.threshold = 3;
-    let keys = Arc::new(KeyManager::new(
-        master.clone(),
-        90 * 86400,
-        settings.jwks_max_age,
-        7200,
-    ));
-    keys.ensure(&*store, &[Algorithm::ES256, Algorithm::RS256], T0)
-        .await
-        .unwrap();
-    for id in ["svc", "other"] {
-        store
-            .put_client(&Client {
-                client_id: id.into(),
-                secret_hash: Some(master.hash_client_secret(RIGHT)),
-                token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
-                grant_types: vec!["client_credentials".into()],
-                ..Client::default()
-            })
-            .await
-            .unwrap();
-    }
-    let engine = Arc::new(Engine::new(EngineParts {
-        settings: Arc::new(settings),
-        store,
-        keys,
-        master,
-        clock: Arc::new(ManualClock::new(T0)),
-        passwords: PasswordHasher::new(PasswordParams {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        })
-        .unwrap(),
-        chain: Chain::default(),
-    }));
-    (
-        tessera_http::router(tessera_http::AppState::new(engine.clone())),
-        engine,
+async fn router() -> Server {
+    let s = common::server(
+        |s| {
+            s.admin_token = Some(TOKEN.into());
+            s.client_lockout.threshold = 3;
+        },
+        true,
     )
+    .await;
+    for id in ["svc", "other"] {
+        s.put_basic_client(id, RIGHT).await;
+    }
+    s
 }
 
 /// (status, body, X-Request-Id)
-async fn send(r: &axum::Router, req: Request<Body>) -> (StatusCode, String, String) {
-    let resp = r.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let id = resp
-        .headers()
+async fn send(r: &Server, req: Request<Body>) -> (StatusCode, String, String) {
+    let (status, headers, body) = r.call(req).await;
+    let id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned(), id)
 }
 
@@ -107,15 +55,14 @@ fn admin(method: &str, path: &str, body: Option<Value>) -> Request<Body> {
         .unwrap()
 }
 
-fn token_req(client: &str, secret: &str) -> Request<Body> {
-    let basic = STANDARD.encode(format!("{client}:{secret}"));
-    Request::builder()
-        .method("POST")
-        .uri("/token")
-        .header(header::AUTHORIZATION, format!("Basic {basic}"))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from("grant_type=client_credentials"))
-        .unwrap()
+/// `GET /admin/traces/{id}` as the admin.
+fn trace(id: &str) -> Request<Body> {
+    admin("GET", &format!("/admin/traces/{id}"), None)
+}
+
+/// `POST /admin/debug/authn` as the admin.
+fn switch(body: Value) -> Request<Body> {
+    admin("POST", "/admin/debug/authn", Some(body))
 }
 
 fn artifact(name: &str, text: &str) {
@@ -127,44 +74,33 @@ fn artifact(name: &str, text: &str) {
 
 #[tokio::test]
 async fn off_by_default_nothing_kept() {
-    let (r, e) = router().await;
+    let r = router().await;
+    let e = &r.engine;
     let (status, _, id) = send(&r, token_req("svc", WRONG)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(e.diagnostics.traces.is_empty());
-    let (status, body, _) = send(&r, admin("GET", &format!("/admin/traces/{id}"), None)).await;
+    let (status, body, _) = send(&r, trace(&id)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body.contains("tracing was off"), "{body}");
 }
 
 #[tokio::test]
 async fn the_switch_needs_the_admin_token() {
-    let (r, _) = router().await;
+    let r = router().await;
     let req = Request::builder()
         .method("POST")
         .uri("/admin/debug/authn")
         .body(Body::from(r#"{"on":true}"#))
         .unwrap();
     assert_eq!(send(&r, req).await.0, StatusCode::UNAUTHORIZED);
-    let (status, _, _) = send(
-        &r,
-        admin("POST", "/admin/debug/authn", Some(json!({"of": 1}))),
-    )
-    .await;
+    let (status, _, _) = send(&r, switch(json!({"of": 1}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
 async fn scoped_to_one_client_with_cause_for_admins_only() {
-    let (r, _) = router().await;
-    let (status, body, _) = send(
-        &r,
-        admin(
-            "POST",
-            "/admin/debug/authn",
-            Some(json!({"on": true, "client": "svc"})),
-        ),
-    )
-    .await;
+    let r = router().await;
+    let (status, body, _) = send(&r, switch(json!({"on": true, "client": "svc"}))).await;
     assert_eq!(status, StatusCode::OK);
     let state: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -185,7 +121,7 @@ async fn scoped_to_one_client_with_cause_for_admins_only() {
     );
 
     // The admin gets the trace with the code, the cause and the remedy.
-    let (status, body, _) = send(&r, admin("GET", &format!("/admin/traces/{id}"), None)).await;
+    let (status, body, _) = send(&r, trace(&id)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let t: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(t["code"], "TSR-CLIENT-SECRET");
@@ -203,7 +139,7 @@ async fn scoped_to_one_client_with_cause_for_admins_only() {
 
     // Another client is not in scope: recorded, then discarded.
     let (_, _, other_id) = send(&r, token_req("other", WRONG)).await;
-    let (status, _, _) = send(&r, admin("GET", &format!("/admin/traces/{other_id}"), None)).await;
+    let (status, _, _) = send(&r, trace(&other_id)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Lock the client: the trace names the lockout.
@@ -211,11 +147,7 @@ async fn scoped_to_one_client_with_cause_for_admins_only() {
         send(&r, token_req("svc", WRONG)).await;
     }
     let (_, _, locked_id) = send(&r, token_req("svc", RIGHT)).await;
-    let (_, body, _) = send(
-        &r,
-        admin("GET", &format!("/admin/traces/{locked_id}"), None),
-    )
-    .await;
+    let (_, body, _) = send(&r, trace(&locked_id)).await;
     let t: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(t["code"], "TSR-CLIENT-LOCKED", "{body}");
 
@@ -224,11 +156,7 @@ async fn scoped_to_one_client_with_cause_for_admins_only() {
     let list: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(list["traces"].as_array().unwrap().len(), 2);
     assert_eq!(list["traces"][0]["request_id"], locked_id.as_str());
-    let (_, body, _) = send(
-        &r,
-        admin("POST", "/admin/debug/authn", Some(json!({"on": false}))),
-    )
-    .await;
+    let (_, body, _) = send(&r, switch(json!({"on": false}))).await;
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["clients"],
         json!([])
@@ -237,15 +165,12 @@ async fn scoped_to_one_client_with_cause_for_admins_only() {
 
 #[tokio::test]
 async fn without_cause_propagation_admins_get_code_and_remedy_only() {
-    let (r, e) = router().await;
+    let r = router().await;
+    let e = &r.engine;
     e.diagnostics.set_propagate_cause(false);
-    send(
-        &r,
-        admin("POST", "/admin/debug/authn", Some(json!({"on": true}))),
-    )
-    .await;
+    send(&r, switch(json!({"on": true}))).await;
     let (_, _, id) = send(&r, token_req("nobody", WRONG)).await;
-    let (_, body, _) = send(&r, admin("GET", &format!("/admin/traces/{id}"), None)).await;
+    let (_, body, _) = send(&r, trace(&id)).await;
     let t: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(t["code"], "TSR-CLIENT-UNKNOWN", "{body}");
     assert!(t.get("cause").is_none(), "{body}");
@@ -276,12 +201,8 @@ async fn no_cause_leaks_in_any_oauth_error_body() {
         );
     }
     // And end to end, with tracing on.
-    let (r, _) = router().await;
-    send(
-        &r,
-        admin("POST", "/admin/debug/authn", Some(json!({"on": true}))),
-    )
-    .await;
+    let r = router().await;
+    send(&r, switch(json!({"on": true}))).await;
     for req in [token_req("svc", WRONG), token_req("nobody", WRONG)] {
         let (_, body, _) = send(&r, req).await;
         for leak in ["wrong secret", "unknown client", "TSR-", WRONG] {
