@@ -8,9 +8,6 @@
 //! lock and stop it. Without the scripts they print why and pass, unless
 //! `TESSERA_TEST_REQUIRE_SERVICES=1`.
 
-use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::Command;
 
 use reqwest::StatusCode;
@@ -18,6 +15,7 @@ use tessera_core::authn::{Decision, PasswordCredentials};
 use tessera_core::oauth::RequestContext;
 
 use crate::support::TestServer;
+use crate::support::slapd::Slapd;
 
 fn ctx() -> RequestContext {
     RequestContext {
@@ -99,114 +97,46 @@ async fn client_lockout_over_the_token_endpoint() {
 
 // ------------------------------------------------------------------------------ slapd
 
-struct Slapd {
-    dir: PathBuf,
-    env: BTreeMap<String, String>,
+/// A `[[providers]]` entry (REQUIRED, named `corp`) for `slapd`.
+fn provider_toml(slapd: &Slapd) -> String {
+    format!(
+        "[[providers]]\nkind = \"ldap\"\nname = \"corp\"\nflag = \"REQUIRED\"\nurls = [\"{}\"]\n\
+         bind_dn = \"{}\"\nbind_password = \"{}\"\nuser_base_dn = \"ou=people,{}\"\n\
+         connect_timeout = 1\noperation_timeout = 2\n",
+        slapd.url(),
+        slapd.var("TESSERA_TEST_LDAP_BIND_DN"),
+        slapd.var("TESSERA_TEST_LDAP_BIND_PASSWORD"),
+        slapd.var("TESSERA_TEST_LDAP_BASE"),
+    )
 }
 
-impl Slapd {
-    /// A private slapd, or `None` (skip) when the scripts are not available.
-    fn start() -> Option<Slapd> {
-        let Ok(scripts) = std::env::var("TESSERA_TEST_SCRIPTS") else {
-            if std::env::var("TESSERA_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("TESSERA_TEST_REQUIRE_SERVICES=1 but TESSERA_TEST_SCRIPTS is not set");
-            }
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipping LDAP lockout e2e: TESSERA_TEST_SCRIPTS not set (run scripts/test)"
-            );
-            return None;
-        };
-        let base = std::env::var("TESSERA_TEST_TMP")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| std::env::temp_dir());
-        let dir = base.join(format!("lockout-slapd-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = Command::new("bash")
-            .arg(PathBuf::from(scripts).join("start-ldap.sh"))
-            .arg(&dir)
-            .output()
-            .expect("run start-ldap.sh");
-        assert!(
-            out.status.success(),
-            "start-ldap.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        let text = std::fs::read_to_string(dir.join("env")).expect("DIR/env");
-        let env = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Some(Slapd { dir, env })
-    }
-
-    fn var(&self, k: &str) -> String {
-        self.env
-            .get(k)
-            .cloned()
-            .unwrap_or_else(|| panic!("{k} missing in DIR/env"))
-    }
-
-    fn provider_toml(&self) -> String {
-        format!(
-            "[[providers]]\nkind = \"ldap\"\nname = \"corp\"\nflag = \"REQUIRED\"\nurls = [\"{}\"]\n\
-             bind_dn = \"{}\"\nbind_password = \"{}\"\nuser_base_dn = \"ou=people,{}\"\n\
-             connect_timeout = 1\noperation_timeout = 2\n",
-            self.var("TESSERA_TEST_LDAP_URL"),
-            self.var("TESSERA_TEST_LDAP_BIND_DN"),
-            self.var("TESSERA_TEST_LDAP_BIND_PASSWORD"),
-            self.var("TESSERA_TEST_LDAP_BASE"),
-        )
-    }
-
-    /// A simple bind straight against slapd (`ldapwhoami`), bypassing Tessera.
-    fn direct_bind(&self, uid: &str, password: &str) -> bool {
-        let dn = format!("uid={uid},ou=people,{}", self.var("TESSERA_TEST_LDAP_BASE"));
-        Command::new("ldapwhoami")
-            .args([
-                "-x",
-                "-H",
-                &self.var("TESSERA_TEST_LDAP_URL"),
-                "-D",
-                &dn,
-                "-w",
-                password,
-            ])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    }
-
-    fn script(&self, name: &str) {
-        let st = Command::new("bash")
-            .arg(self.dir.join(name))
-            .status()
-            .expect("run script");
-        assert!(st.success(), "{name} failed");
-    }
-}
-
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        let _ = Command::new("bash").arg(self.dir.join("stop.sh")).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// A simple bind straight against slapd (`ldapwhoami`), bypassing Tessera.
+fn direct_bind(slapd: &Slapd, uid: &str, password: &str) -> bool {
+    let dn = format!(
+        "uid={uid},ou=people,{}",
+        slapd.var("TESSERA_TEST_LDAP_BASE")
+    );
+    Command::new("ldapwhoami")
+        .args(["-x", "-H", &slapd.url(), "-D", &dn, "-w", password])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 #[tokio::test]
 async fn seed_scenario_directory_account_is_never_locked() {
-    let Some(slapd) = Slapd::start() else { return };
+    let Some(slapd) = Slapd::start("lockout_seed", None) else {
+        return;
+    };
     let directory_max: usize = slapd
-        .env
-        .get("TESSERA_TEST_LDAP_PPOLICY_MAX_FAILURE")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+        .var("TESSERA_TEST_LDAP_PPOLICY_MAX_FAILURE")
+        .parse()
+        .expect("ppolicy max failure is a number");
     assert!(
         directory_max > 5,
         "the scenario needs the directory to lock later than Tessera"
     );
-    let server = TestServer::start(&slapd.provider_toml()).await;
+    let server = TestServer::start(&provider_toml(&slapd)).await;
     let mut locked = 0;
     for _ in 0..50 {
         if login(&server, "dave", "wrong-password").await.is_locked() {
@@ -220,7 +150,7 @@ async fn seed_scenario_directory_account_is_never_locked() {
     assert!(login(&server, "dave", "dave-secret").await.is_locked());
     // The directory itself never saw enough failures to lock dave.
     assert!(
-        slapd.direct_bind("dave", "dave-secret"),
+        direct_bind(&slapd, "dave", "dave-secret"),
         "dave's directory account must still accept the right password"
     );
     server.engine().lockout_clear("dave").await.unwrap();
@@ -232,8 +162,10 @@ async fn seed_scenario_directory_account_is_never_locked() {
 
 #[tokio::test]
 async fn directory_outage_counts_nothing() {
-    let Some(slapd) = Slapd::start() else { return };
-    let server = TestServer::start(&slapd.provider_toml()).await;
+    let Some(slapd) = Slapd::start("lockout_outage", None) else {
+        return;
+    };
+    let server = TestServer::start(&provider_toml(&slapd)).await;
     slapd.script("stop.sh");
     for _ in 0..20 {
         let r = login(&server, "carol", "whatever").await;

@@ -7,6 +7,7 @@
 //! - [`Tessera`] and [`ServeProcess`]: the real `tessera` binary, for tests of the CLI itself.
 //! - [`browser::Browser`]: a cookie-keeping client for the flows through the pages.
 //! - [`logs::Logs`]: what the server logs during a test.
+//! - [`slapd::Slapd`]: a private OpenLDAP server.
 
 #![allow(dead_code)] // each test uses a different part of the harness
 
@@ -14,6 +15,7 @@ pub mod browser;
 pub mod interop;
 pub mod logs;
 pub mod process;
+pub mod slapd;
 
 use std::io::Write;
 use std::net::SocketAddr;
