@@ -113,6 +113,7 @@ impl Slapd {
             .status()
             .expect("kill");
         assert!(st.success(), "kill -{sig}");
+        wait_for_process_state(pid.trim(), sig);
     }
 
     /// A `[[providers]]` entry for this directory (`urls` default: this one).
@@ -144,5 +145,38 @@ impl Drop for Slapd {
             .arg("--kill")
             .status();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits up to 2 s until every thread of `pid` is stopped (after STOP) or none is (after CONT):
+/// `kill` returns once the signal is queued, and under load slapd has been seen to answer one
+/// more request after that.
+fn wait_for_process_state(pid: &str, sig: &str) {
+    let want_stopped = match sig {
+        "STOP" => true,
+        "CONT" => false,
+        _ => return,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let states: Vec<char> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|dir| {
+                dir.flatten()
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+                    // The state follows the parenthesised command name.
+                    .filter_map(|stat| stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let stopped = !states.is_empty() && states.iter().all(|&c| c == 'T' || c == 't');
+        let running = states.iter().all(|&c| c != 'T' && c != 't');
+        if (want_stopped && stopped) || (!want_stopped && running) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slapd {pid} did not reach the state expected after {sig}: {states:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
