@@ -311,20 +311,22 @@ pub fn check_response_mode(ctx: &mut AuthorizeCtx<'_>) -> Result<(), AuthorizeEr
     }
 }
 
-/// RFC 6749 §3.3, OIDC Core §3.1.2.1: `openid` is required; every scope must be known and
-/// allowed for the client.
+/// RFC 6749 §3.3: every scope must be known and allowed for the client; a request without a
+/// scope fails (there is no default). With `openid` it is an OpenID Connect request (OIDC Core
+/// §3.1.2.1) and the code also yields an ID token; without it, a plain OAuth 2.0 request whose
+/// code yields only an access token (and a refresh token with `offline_access`).
 pub fn check_scope(ctx: &mut AuthorizeCtx<'_>) -> Result<(), AuthorizeError> {
     let Some(raw) = ctx.params.get("scope") else {
         return Err(AuthorizeError::new(
             ErrorCode::InvalidScope,
-            "the request has no scope (include 'openid')",
+            "the request has no scope (include 'openid' for OpenID Connect)",
         ));
     };
     let scope = Scope::parse(raw).map_err(|e| AuthorizeError::from_oauth(e, None))?;
-    if !scope.contains("openid") {
+    if scope.is_empty() {
         return Err(AuthorizeError::new(
             ErrorCode::InvalidScope,
-            "the scope must include 'openid'",
+            "the scope is empty (include 'openid' for OpenID Connect)",
         ));
     }
     if let Some(t) = scope.first_outside(&ctx.supported_scope) {

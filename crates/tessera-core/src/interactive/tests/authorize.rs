@@ -137,7 +137,8 @@ async fn scope_checks() {
     );
     for scope in [
         "",
-        "&scope=profile",
+        "&scope=",
+        "&scope=+",
         "&scope=openid+unknown",
         "&scope=openid+%22bad%22",
     ] {

@@ -55,6 +55,53 @@ async fn code_exchange_issues_a_complete_id_token() {
     assert!(at["gid"].as_str().is_some());
 }
 
+/// RFC 6749 §4.1: without `openid` the request is plain OAuth 2.0: the code yields an access
+/// token only (a refresh token with `offline_access`), and UserInfo refuses that token.
+#[tokio::test]
+async fn plain_oauth_code_flow_has_no_id_token() {
+    let fx = fx().await;
+    let cookie = fx.alice().await;
+    let p = |scope: &str| {
+        q(&format!(
+            "client_id=fp&redirect_uri=https%3A%2F%2Frp.example%2Fcb&response_type=code&scope={scope}&state=s&code_challenge={CHALLENGE}&code_challenge_method=S256"
+        ))
+    };
+    let code = fx.code(&p("email"), &cookie).await;
+    let t = fx.exchange("fp", &code).await.unwrap();
+    assert!(t.id_token.is_none(), "no openid, no ID token");
+    assert!(t.refresh_token.is_none());
+    assert_eq!(t.scope.as_deref(), Some("email"));
+    let at = claims(&t.access_token);
+    assert_eq!(at["sub"], "sub-alice");
+    assert_eq!(at["scope"], "email");
+    // OIDC Core §5.3.1: UserInfo needs an openid token; RFC 6750 §3.1: insufficient_scope.
+    let e = fx
+        .engine
+        .userinfo(BearerSource::Header(&t.access_token), fx.now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InsufficientScope);
+
+    let code = fx.code(&p("email+offline_access"), &cookie).await;
+    let t = fx.exchange("fp", &code).await.unwrap();
+    assert!(t.id_token.is_none());
+    let rt = t
+        .refresh_token
+        .expect("offline_access yields a refresh token");
+    let r = fx
+        .token(
+            "fp",
+            &format!("grant_type=refresh_token&refresh_token={rt}"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        r.id_token.is_none(),
+        "refreshing a plain OAuth grant: still no ID token"
+    );
+    assert!(r.refresh_token.is_some());
+}
+
 #[test]
 fn at_hash_is_the_left_half_of_sha256() {
     // OIDC Core §3.1.3.6 example values (from the spec's appendix A.3 token).
