@@ -17,4 +17,5 @@ mod diagnostics;
 mod federation;
 mod harness;
 mod lockout;
+mod rust_rp;
 mod signin;
