@@ -12,6 +12,7 @@ mod support;
 mod assertions;
 mod backchannel;
 mod chain;
+mod cluster;
 mod cli;
 mod diagnostics;
 mod federation;

@@ -66,8 +66,22 @@ impl Browser {
         if let Some(pem) = ca_pem {
             b = b.add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap());
         }
+        Self::with(b)
+    }
+
+    /// A browser that opens a new connection for every request (behind a load balancer,
+    /// each request may reach another node).
+    pub fn fresh_connections() -> Self {
+        Self::with(
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(0),
+        )
+    }
+
+    fn with(builder: reqwest::ClientBuilder) -> Self {
         Self {
-            http: b.build().unwrap(),
+            http: builder.build().unwrap(),
             jar: HashMap::new(),
             set_cookies: Vec::new(),
         }
