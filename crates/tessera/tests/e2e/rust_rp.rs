@@ -1,22 +1,23 @@
-//! A Rust relying party: the `openidconnect` crate (4.x) signs users in against Tessera with
-//! discovery, the code flow with PKCE, ID-token validation (signature from the JWKS, `iss`,
-//! `aud`, `exp`, `nonce`, `at_hash`), UserInfo and refresh — once per ID-token algorithm
-//! Tessera offers (RS256 by default, ES256 and EdDSA per client).
-
-use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreProviderMetadata,
-};
-use openidconnect::{
-    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EmptyAdditionalClaims,
-    HttpRequest, HttpResponse, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    RedirectUrl, Scope, TokenResponse, UserInfoClaims,
-};
-use serde_json::json;
+//! A Rust relying party: the `openidconnect` crate (4.x) registers itself (RFC 7591, with an
+//! initial access token) and signs a user in against Tessera with discovery, the code flow
+//! with PKCE through the real login and consent pages, ID-token validation (signature from the
+//! JWKS, `iss`, `aud`, `exp`, `nonce`, `at_hash`), UserInfo and refresh — once per ID-token
+//! algorithm Tessera offers (RS256 by default, ES256 and EdDSA per client).
 
 use crate::support::TestServer;
 use crate::support::browser::{Browser, query};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreClientRegistrationRequest,
+    CoreGenderClaim, CoreGrantType, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+};
+use openidconnect::{
+    AccessToken, AccessTokenHash, AuthorizationCode, CsrfToken, EmptyAdditionalClaims, HttpRequest,
+    HttpResponse, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope,
+    TokenResponse, UserInfoClaims,
+};
 
 const REDIRECT: &str = "http://127.0.0.1:9/rust-rp/cb";
+const INITIAL_ACCESS_TOKEN: &str = "rust-rp-initial-access-token-0123456789";
 
 /// The crate's HTTP client contract, served by the workspace's reqwest (no redirects followed,
 /// as the crate requires).
@@ -37,9 +38,52 @@ async fn send(http: reqwest::Client, req: HttpRequest) -> Result<HttpResponse, r
         .expect("response parts"))
 }
 
+/// The user's part: the login page, then the consent page (a registered client is third
+/// party); returns the redirect to the client.
+async fn sign_in(b: &mut Browser, server: &TestServer, auth_url: &str) -> String {
+    let login_url = b.follow_to(auth_url, &server.url("/login")).await;
+    let login = b.get(&login_url).await;
+    let p = b
+        .post(
+            &server.url("/login"),
+            &[
+                ("tx", &login.field("tx")),
+                ("csrf_token", &login.field("csrf_token")),
+                ("username", "rs-user"),
+                ("password", "rs-password-1"),
+            ],
+        )
+        .await;
+    let next = p.location().to_owned();
+    if next.starts_with(REDIRECT) {
+        return next;
+    }
+    assert!(next.starts_with(&server.url("/consent")), "{next}");
+    let consent = b.get(&next).await;
+    let p = b
+        .post(
+            &server.url("/consent"),
+            &[
+                ("tx", &consent.field("tx")),
+                ("csrf_token", &consent.field("csrf_token")),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    let next = p.location().to_owned();
+    if next.starts_with(REDIRECT) {
+        next
+    } else {
+        b.follow_to(&next, REDIRECT).await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openidconnect_crate_completes_the_code_flow() {
-    let server = TestServer::start("").await;
+async fn openidconnect_crate_registers_and_completes_the_code_flow() {
+    let server = TestServer::start(&format!(
+        "[registration]\ninitial_access_token = \"{INITIAL_ACCESS_TOKEN}\"\n"
+    ))
+    .await;
     server.create_user("rs-user", "rs-password-1").await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -53,25 +97,42 @@ async fn openidconnect_crate_completes_the_code_flow() {
     )
     .await
     .expect("discovery document and JWKS accepted by the crate");
+    let registration_endpoint = metadata
+        .registration_endpoint()
+        .expect("registration_endpoint advertised")
+        .clone();
 
-    for alg in ["RS256", "ES256", "EdDSA"] {
-        let mut c = server
-            .create_client(json!({
-                "client_name": format!("Rust RP {alg}"),
-                "redirect_uris": [REDIRECT],
-                "grant_types": ["authorization_code", "refresh_token"],
-                "token_endpoint_auth_method": "client_secret_basic",
-                "id_token_signed_response_alg": alg,
-            }))
-            .await;
-        // First party: no consent page in this test (the consent page has its own tests).
-        c.client.first_party = true;
-        server.store().put_client(&c.client).await.unwrap();
+    for (alg, name) in [
+        (CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256, "RS256"),
+        (CoreJwsSigningAlgorithm::EcdsaP256Sha256, "ES256"),
+        (CoreJwsSigningAlgorithm::EdDsa, "EdDSA"),
+    ] {
+        let registered = CoreClientRegistrationRequest::new(
+            vec![RedirectUrl::new(REDIRECT.into()).unwrap()],
+            Default::default(),
+        )
+        .set_grant_types(Some(vec![
+            CoreGrantType::AuthorizationCode,
+            CoreGrantType::RefreshToken,
+        ]))
+        .set_token_endpoint_auth_method(Some(CoreClientAuthMethod::ClientSecretBasic))
+        .set_id_token_signed_response_alg(Some(alg))
+        .set_initial_access_token(Some(AccessToken::new(INITIAL_ACCESS_TOKEN.into())))
+        .register_async(&registration_endpoint, &call)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: registration: {e:?}"));
+        assert_eq!(
+            registered
+                .id_token_signed_response_alg()
+                .map(|a| serde_json::to_value(a).unwrap()),
+            Some(name.into()),
+            "the registered metadata is echoed"
+        );
 
         let client = CoreClient::from_provider_metadata(
             metadata.clone(),
-            ClientId::new(c.client_id.clone()),
-            Some(ClientSecret::new(c.secret.clone().unwrap())),
+            registered.client_id().clone(),
+            registered.client_secret().cloned(),
         )
         .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap());
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -87,26 +148,8 @@ async fn openidconnect_crate_completes_the_code_flow() {
             .set_pkce_challenge(challenge)
             .url();
 
-        // The user signs in through the real login page.
         let mut b = Browser::new();
-        let login_url = b.follow_to(auth_url.as_str(), &server.url("/login")).await;
-        let login = b.get(&login_url).await;
-        let p = b
-            .post(
-                &server.url("/login"),
-                &[
-                    ("tx", &login.field("tx")),
-                    ("csrf_token", &login.field("csrf_token")),
-                    ("username", "rs-user"),
-                    ("password", "rs-password-1"),
-                ],
-            )
-            .await;
-        let callback = if p.location().starts_with(REDIRECT) {
-            p.location().to_owned()
-        } else {
-            b.follow_to(&server.url(p.location()), REDIRECT).await
-        };
+        let callback = sign_in(&mut b, &server, auth_url.as_str()).await;
         assert_eq!(
             query(&callback, "state").as_deref(),
             Some(state.secret().as_str())
@@ -123,15 +166,15 @@ async fn openidconnect_crate_completes_the_code_flow() {
             .set_pkce_verifier(verifier)
             .request_async(&call)
             .await
-            .unwrap_or_else(|e| panic!("{alg}: code exchange: {e:?}"));
+            .unwrap_or_else(|e| panic!("{name}: code exchange: {e:?}"));
         let id_token = tokens.id_token().expect("an ID token");
         let verifier = client.id_token_verifier();
         let claims = id_token
             .claims(&verifier, &nonce)
-            .unwrap_or_else(|e| panic!("{alg}: ID token rejected by the crate: {e:?}"));
+            .unwrap_or_else(|e| panic!("{name}: ID token rejected by the crate: {e:?}"));
         assert_eq!(
             serde_json::to_value(id_token.signing_alg().unwrap()).unwrap(),
-            alg,
+            name,
             "the client's id_token_signed_response_alg"
         );
         assert_eq!(claims.issuer().as_str(), server.base_url);
@@ -150,7 +193,7 @@ async fn openidconnect_crate_completes_the_code_flow() {
         assert_eq!(
             claims.access_token_hash(),
             Some(&expected),
-            "{alg}: at_hash"
+            "{name}: at_hash"
         );
 
         let info: UserInfoClaims<EmptyAdditionalClaims, CoreGenderClaim> = client
@@ -158,7 +201,7 @@ async fn openidconnect_crate_completes_the_code_flow() {
             .unwrap()
             .request_async(&call)
             .await
-            .unwrap_or_else(|e| panic!("{alg}: userinfo: {e:?}"));
+            .unwrap_or_else(|e| panic!("{name}: userinfo: {e:?}"));
         assert_eq!(info.subject(), claims.subject());
         assert_eq!(
             info.preferred_username().map(|u| u.as_str()),
@@ -170,7 +213,7 @@ async fn openidconnect_crate_completes_the_code_flow() {
             .unwrap()
             .request_async(&call)
             .await
-            .unwrap_or_else(|e| panic!("{alg}: refresh: {e:?}"));
+            .unwrap_or_else(|e| panic!("{name}: refresh: {e:?}"));
         assert_ne!(
             refreshed.refresh_token().map(|t| t.secret()),
             tokens.refresh_token().map(|t| t.secret()),
@@ -180,7 +223,7 @@ async fn openidconnect_crate_completes_the_code_flow() {
             // OIDC Core §12.2: no nonce in a refreshed ID token; same subject.
             let c = id
                 .claims(&verifier, |_: Option<&Nonce>| Ok(()))
-                .unwrap_or_else(|e| panic!("{alg}: refreshed ID token: {e:?}"));
+                .unwrap_or_else(|e| panic!("{name}: refreshed ID token: {e:?}"));
             assert_eq!(c.subject(), claims.subject());
         }
     }
