@@ -64,7 +64,9 @@
 //! across all nodes sharing the store. Reservations carry a lease ([`RESERVATION_LEASE_SECS`]):
 //! a node that dies between the two calls cannot block a name for longer than that.
 //! While saturated (`failures + in_flight ≥ threshold` but not locked) an attempt is refused
-//! like a locked one; this only happens while the name is one failure away from locking anyway.
+//! without asking a provider; the guard reports it as "temporarily unavailable", not as a bad
+//! password, since no password was checked (it happens while attempts for the name are stuck,
+//! e.g. on a hung directory, or one failure away from locking).
 //!
 //! The functions here are pure (state in, decision out, `now` passed in). The store
 //! ([`crate::store::LockoutStore`]) applies them under a row lock (a transaction), so this module

@@ -139,10 +139,14 @@ impl Pool {
         }
     }
 
-    /// Wait up to `wait` for a free slot.
-    pub(crate) async fn permit(&self, wait: Duration) -> Option<OwnedSemaphorePermit> {
+    /// Wait up to `wait` for a free slot. The flag says whether the caller had to queue (every
+    /// slot was taken when it asked).
+    pub(crate) async fn permit(&self, wait: Duration) -> Option<(OwnedSemaphorePermit, bool)> {
+        if let Ok(p) = self.sem.clone().try_acquire_owned() {
+            return Some((p, false));
+        }
         match tokio::time::timeout(wait, self.sem.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Some(p),
+            Ok(Ok(p)) => Some((p, true)),
             _ => None,
         }
     }
@@ -214,10 +218,32 @@ mod tests {
         let p = Pool::new("service", 2);
         let a = p.permit(Duration::from_millis(10)).await;
         let b = p.permit(Duration::from_millis(10)).await;
-        assert!(a.is_some() && b.is_some());
+        assert!(
+            matches!((&a, &b), (Some((_, false)), Some((_, false)))),
+            "free slots: no queueing"
+        );
         assert!(p.permit(Duration::from_millis(20)).await.is_none());
+        let waiter = tokio::spawn({
+            let sem = p.sem.clone();
+            async move {
+                let p = Pool {
+                    name: "service",
+                    size: 2,
+                    sem,
+                    idle: Mutex::new(Vec::new()),
+                };
+                p.permit(Duration::from_secs(5))
+                    .await
+                    .map(|(_, queued)| queued)
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
         drop(a);
-        assert!(p.permit(Duration::from_millis(20)).await.is_some());
+        assert_eq!(
+            waiter.await.unwrap(),
+            Some(true),
+            "a slot freed while waiting: queued"
+        );
         assert_eq!(p.idle_len(), 0);
     }
 }

@@ -441,7 +441,7 @@ impl Inner {
     ) -> Result<Conn, Failure> {
         let pool = self.pool(kind);
         let t = Instant::now();
-        let Some(permit) = pool.permit(self.cfg.operation_timeout).await else {
+        let Some((permit, queued)) = pool.permit(self.cfg.operation_timeout).await else {
             self.step(trace, "connection", "pool_exhausted", || {
                 detail! {"pool" => pool.name, "size" => pool.size, "ms" => ms(t)}
             });
@@ -455,6 +455,12 @@ impl Inner {
                 None,
             ));
         };
+        if queued {
+            // Having waited for a connection (up to operation_timeout), this login does not
+            // also probe hosts in back-off: that could cost a second operation_timeout. Logins
+            // that find a free connection still probe them, so a recovered host is used at once.
+            only_healthy = true;
+        }
         while let Some(mut idle) = pool.pop() {
             let age = idle.since.elapsed();
             let Some(host) = self.hosts.get(idle.host) else {

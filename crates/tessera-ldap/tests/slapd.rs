@@ -621,6 +621,35 @@ async fn paused_server_times_out_while_another_proceeds() {
     );
     assert!(took_hc < Duration::from_millis(1800), "{took_hc:?}");
 
+    // Two logins on a one-connection pool while the only host hangs: the second waits for the
+    // connection (bounded by operation_timeout) and then fails at once instead of probing the
+    // hung host again, so both answer within about one operation_timeout.
+    let mut one = a.config(vec![a.url()]);
+    one.operation_timeout = Duration::from_secs(1);
+    one.connect_timeout = Duration::from_secs(1);
+    one.pool_size = 1;
+    let one = std::sync::Arc::new(LdapProvider::new("one".into(), one).expect("provider"));
+    a.signal("STOP");
+    let t = Instant::now();
+    let first = tokio::spawn({
+        let one = one.clone();
+        async move { login(&one, "alice", "alice-secret").await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (out, trace) = login(&one, "bob", "bob-secret").await;
+    let took_queued = t.elapsed();
+    let (first_out, _) = first.await.expect("join");
+    a.signal("CONT");
+    eprintln!("paused slapd, one-connection pool: queued login answered in {took_queued:?}");
+    unavailable(&first_out);
+    let (cause, _) = unavailable(&out);
+    assert!(
+        cause.contains("no healthy LDAP host left"),
+        "{cause} {:#?}",
+        trace.steps()
+    );
+    assert!(took_queued < Duration::from_millis(1800), "{took_queued:?}");
+
     // Failover from a paused first host to a healthy second one, within one login.
     let mut fo = a.config(vec![a.url(), b.url()]);
     fo.operation_timeout = Duration::from_secs(1);

@@ -46,6 +46,24 @@ impl UserAuthResult {
         }
     }
 
+    /// Refused while `failures + attempts in flight ≥ threshold` (not locked): reported as a
+    /// temporary unavailability of the lockout itself, never as a credential failure.
+    fn saturated(threshold: u32) -> Self {
+        Self {
+            decision: Decision::Unavailable {
+                provider: LOCKOUT_PROVIDER.to_owned(),
+                cause: format!(
+                    "attempts in flight for this name reached the lockout threshold ({threshold}) \
+                     with the failures already counted; refused without asking any provider \
+                     until they finish"
+                ),
+                host: None,
+            },
+            outcomes: Vec::new(),
+            locked_until: None,
+        }
+    }
+
     fn locked(until: UnixTime) -> Self {
         Self {
             decision: Decision::Denied {
@@ -162,6 +180,12 @@ impl Engine {
                         "user" => key.name.clone(),
                     }
                 });
+                if !locked {
+                    // Saturated: no provider was asked, so this is no verdict on the password.
+                    // Answer "try again shortly" rather than "invalid username or password"
+                    // (while a directory hangs, the attempts in flight are the outage's own).
+                    return UserAuthResult::saturated(policy.threshold);
+                }
                 return UserAuthResult::locked(until);
             }
             Err(e) => {

@@ -444,3 +444,29 @@ async fn admin_token() {
     assert!(!f.engine.admin_token_matches("t0ke"));
     assert!(!f.engine.admin_token_matches(""));
 }
+
+#[tokio::test]
+async fn saturated_is_try_again_not_bad_credentials() {
+    use crate::store::LockoutStore as _;
+    let f = Fixture::new(|_| {}).await;
+    for _ in 0..4 {
+        f.login("carol", "wrong").await;
+    }
+    // One more attempt in flight (e.g. stuck on a hung directory): failures + in flight = 5.
+    let policy = f.engine.settings.user_lockout;
+    let (admission, _) = f
+        .store
+        .lockout_begin_attempt(&policy, &LockoutKey::user("carol"), T0)
+        .await
+        .expect("reservation");
+    assert_eq!(admission, Admission::Proceed { reserved: true });
+    let calls = f.calls();
+    let r = f.login("carol", "right").await;
+    assert!(!r.is_locked(), "saturated is not locked");
+    assert!(
+        matches!(&r.decision, Decision::Unavailable { provider, .. } if provider == LOCKOUT_PROVIDER),
+        "{:?}",
+        r.decision
+    );
+    assert_eq!(f.calls(), calls, "no provider was asked");
+}
