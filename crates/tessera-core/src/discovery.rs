@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::engine::Engine;
 use crate::oauth::grant_type;
-use crate::registration::{CLIENT_ASSERTION_ALGS, CLIENT_SECRET_JWT_ALGS, ID_TOKEN_ALGS};
+use crate::registration::{CLIENT_ASSERTION_ALGS, CLIENT_SECRET_JWT_ALGS};
 use crate::settings::paths;
 
 impl Engine {
@@ -31,8 +31,7 @@ impl Engine {
             "response_modes_supported": ["query"],
             "grant_types_supported": grant_type::ALL,
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ID_TOKEN_ALGS.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-            "userinfo_signing_alg_values_supported": [],
+            "id_token_signing_alg_values_supported": self.id_token_algs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"],
             "token_endpoint_auth_signing_alg_values_supported": auth_signing_algs,
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"],
@@ -51,10 +50,14 @@ impl Engine {
             "backchannel_logout_session_supported": true,
             "frontchannel_logout_supported": false,
         });
-        if s.registration_initial_access_token.is_some()
-            && let Some(m) = doc.as_object_mut()
-        {
-            m.insert("registration_endpoint".into(), json!(e(paths::REGISTER)));
+        if let Some(m) = doc.as_object_mut() {
+            if s.registration_initial_access_token.is_some() {
+                m.insert("registration_endpoint".into(), json!(e(paths::REGISTER)));
+            }
+            // OIDC Discovery 1.0 §3, RFC 8414 §2: "Claims with zero elements MUST be omitted from
+            // the response" — e.g. `scopes_supported` if configured empty. (For the same reason
+            // there is no `userinfo_signing_alg_values_supported`: userinfo answers plain JSON.)
+            m.retain(|_, v| v.as_array().is_none_or(|a| !a.is_empty()));
         }
         doc
     }

@@ -49,11 +49,45 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
+/// RFC 3986 §2: a URI is ASCII drawn from the unreserved and reserved sets, with `%` only as
+/// the start of a two-hex-digit escape.
+fn is_uri_syntax(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().all(|(i, &c)| match c {
+        b'%' => {
+            b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        }
+        _ => c.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&c),
+    })
+}
+
+/// Parse an absolute URI as the client registered it. The URL parser follows the WHATWG URL
+/// standard, which repairs input: it strips surrounding spaces, drops tabs and newlines, reads
+/// `\` as `/`, and reads `https:x` or `https:///x` as `https://x/`. A registered string is
+/// compared byte for byte later, so it must already be a URI (RFC 6749 §3.1.2: an absolute URI
+/// as defined by RFC 3986 §4.3), and an http(s) URI needs an authority with a host
+/// (RFC 9110 §4.2).
+fn parse_absolute_uri(s: &str) -> Option<url::Url> {
+    if !is_uri_syntax(s) {
+        return None;
+    }
+    let parsed = url::Url::parse(s).ok()?;
+    if matches!(parsed.scheme(), "http" | "https") {
+        let rest = s.get(parsed.scheme().len() + 1..)?;
+        let authority = rest.strip_prefix("//")?;
+        if authority.is_empty() || authority.starts_with(['/', '?', '#']) {
+            return None;
+        }
+    }
+    Some(parsed)
+}
+
 /// A redirect URI: absolute, no fragment (RFC 6749 §3.1.2), https — or http on loopback, or a
 /// private-use scheme for native apps (RFC 8252 §7).
 pub fn validate_redirect_uri(uri: &str, native: bool, allow_http: bool) -> OAuthResult<()> {
-    let parsed = url::Url::parse(uri)
-        .map_err(|_| bad_redirect(format!("redirect URI '{uri}' is not an absolute URI")))?;
+    let parsed = parse_absolute_uri(uri)
+        .ok_or_else(|| bad_redirect(format!("redirect URI '{uri}' is not an absolute URI")))?;
     if parsed.fragment().is_some() {
         return Err(bad_redirect(format!(
             "redirect URI '{uri}' must not contain a fragment"
@@ -103,8 +137,10 @@ fn https_uri(meta: &Map<String, Value>, name: &str) -> OAuthResult<Option<String
     let Some(v) = string_field(meta, name)? else {
         return Ok(None);
     };
-    match url::Url::parse(&v) {
-        Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)) => Ok(Some(v)),
+    match parse_absolute_uri(&v) {
+        Some(u) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback(&u)) => {
+            Ok(Some(v))
+        }
         _ => Err(bad_meta(format!("{name} must be an https URL"))),
     }
 }
@@ -119,8 +155,8 @@ fn backchannel_logout_uri(
     let Some(v) = string_field(meta, "backchannel_logout_uri")? else {
         return Ok(None);
     };
-    let u = url::Url::parse(&v)
-        .map_err(|_| bad_meta("backchannel_logout_uri must be an absolute https URL"))?;
+    let u = parse_absolute_uri(&v)
+        .ok_or_else(|| bad_meta("backchannel_logout_uri must be an absolute https URL"))?;
     if u.fragment().is_some() {
         return Err(bad_meta(
             "backchannel_logout_uri must not contain a fragment",
@@ -379,7 +415,7 @@ pub fn client_metadata(client: &Client) -> Map<String, Value> {
 /// A new secret for `client`: returns the plaintext (shown once) and stores only its keyed
 /// hash — plus a sealed copy for `client_secret_jwt`, which needs the secret as an HMAC key.
 pub fn set_new_secret(engine: &Engine, client: &mut Client) -> OAuthResult<String> {
-    let secret = random_token().map_err(OAuthError::server_error)?;
+    let secret = crate::secrets::random_client_secret().map_err(OAuthError::server_error)?;
     set_secret(&engine.master, client, &secret).map_err(OAuthError::server_error)?;
     Ok(secret)
 }
@@ -404,6 +440,20 @@ pub fn client_secret_context(client_id: &str) -> String {
     format!("client-secret:{client_id}")
 }
 
+/// Server-provisioned values of a dynamically registered client, returned in the client
+/// information response (RFC 7591 §3.2.1: "including any fields provisioned by the
+/// authorization server itself").
+fn provision_defaults(client: &mut Client) {
+    // OIDC Registration §2: an omitted id_token_signed_response_alg means RS256. The server-wide
+    // default (`tokens.id_token_alg`, which may be another alg) applies to clients the operator
+    // declares; a client that registers itself gets RS256, and is told so.
+    if client.id_token_signed_response_alg.is_none()
+        && client.allows_grant(grant_type::AUTHORIZATION_CODE)
+    {
+        client.id_token_signed_response_alg = Some(Algorithm::RS256.to_string());
+    }
+}
+
 fn bearer_token(authorization: Option<&str>) -> Option<&str> {
     let v = authorization?.trim();
     let (scheme, token) = v.split_once(' ')?;
@@ -416,19 +466,16 @@ fn invalid_token(msg: &'static str) -> OAuthError {
 }
 
 impl Engine {
-    fn registration_response(
-        &self,
-        client: &Client,
-        secret: Option<String>,
-        rat: Option<String>,
-    ) -> Value {
+    /// RFC 7591 §3.2.1 / RFC 7592 §3: the client information response. `rat` is the
+    /// registration access token, REQUIRED in every such response (RFC 7592 §3): the new one on
+    /// registration, the one the request presented (and that was just verified) on read and
+    /// update — only its keyed hash is stored, so it cannot be read back.
+    fn registration_response(&self, client: &Client, secret: Option<String>, rat: &str) -> Value {
         let mut m = client_metadata(client);
         if let Some(s) = secret {
             m.insert("client_secret".into(), json!(s));
         }
-        if let Some(t) = rat {
-            m.insert("registration_access_token".into(), json!(t));
-        }
+        m.insert("registration_access_token".into(), json!(rat));
         m.insert(
             "registration_client_uri".into(),
             json!(format!(
@@ -439,6 +486,37 @@ impl Engine {
             )),
         );
         Value::Object(m)
+    }
+
+    /// The ID-token algorithms this server signs with now: those of [`ID_TOKEN_ALGS`] that have
+    /// an active key (`keys.algs` decides; EdDSA is not there by default). Discovery lists
+    /// exactly these (OIDC Discovery §3) and registration accepts only these.
+    pub fn id_token_algs(&self) -> Vec<Algorithm> {
+        let keyed = self.keys.signing_algs(self.now());
+        ID_TOKEN_ALGS
+            .iter()
+            .copied()
+            .filter(|a| keyed.contains(a))
+            .collect()
+    }
+
+    /// OIDC Registration §2 `id_token_signed_response_alg`: refuse an algorithm this server
+    /// has no key for, rather than accept the client and fail its every code exchange.
+    pub fn check_id_token_alg(&self, client: &Client) -> OAuthResult<()> {
+        let Some(a) = &client.id_token_signed_response_alg else {
+            return Ok(());
+        };
+        let offered = self.id_token_algs();
+        if a.parse::<Algorithm>()
+            .is_ok_and(|alg| offered.contains(&alg))
+        {
+            return Ok(());
+        }
+        let list: Vec<String> = offered.iter().map(|a| a.to_string()).collect();
+        Err(bad_meta(format!(
+            "id_token_signed_response_alg '{a}' is not enabled on this server (it signs ID tokens with {}; an operator can add the algorithm to keys.algs)",
+            list.join(", ")
+        )))
     }
 
     /// RFC 7591 §3: register a client. Guarded by the initial access token.
@@ -460,6 +538,8 @@ impl Engine {
             return Err(invalid_token("the initial access token is invalid"));
         }
         let mut client = client_from_metadata(metadata, &self.settings)?;
+        provision_defaults(&mut client);
+        self.check_id_token_alg(&client)?;
         client.client_id = random_token().map_err(OAuthError::server_error)?[..22].to_owned();
         client.client_id_issued_at = now;
         client.origin = ClientOrigin::Dynamic;
@@ -471,15 +551,16 @@ impl Engine {
         let rat = random_token().map_err(OAuthError::server_error)?;
         client.registration_access_token_hash = Some(self.master.hash_token(&rat));
         self.store.create_client(&client).await?;
-        Ok(self.registration_response(&client, secret, Some(rat)))
+        Ok(self.registration_response(&client, secret, &rat))
     }
 
     /// RFC 7592 §2: authenticate a management request by its registration access token.
-    async fn managed_client(
+    /// Returns the client and the token it presented.
+    async fn managed_client<'a>(
         &self,
         client_id: &str,
-        authorization: Option<&str>,
-    ) -> OAuthResult<Client> {
+        authorization: Option<&'a str>,
+    ) -> OAuthResult<(Client, &'a str)> {
         let token = bearer_token(authorization)
             .ok_or_else(|| invalid_token("a registration access token is required"))?;
         let hash = self.master.hash_token(token);
@@ -489,7 +570,7 @@ impl Engine {
                     .as_deref()
                     .is_some_and(|h| bool::from(h.as_bytes().ct_eq(hash.as_bytes()))) =>
             {
-                Ok(c)
+                Ok((c, token))
             }
             // §2: an unknown client and a wrong token look the same (401).
             _ => Err(invalid_token("the registration access token is invalid")),
@@ -501,8 +582,8 @@ impl Engine {
         client_id: &str,
         authorization: Option<&str>,
     ) -> OAuthResult<Value> {
-        let client = self.managed_client(client_id, authorization).await?;
-        Ok(self.registration_response(&client, None, None))
+        let (client, rat) = self.managed_client(client_id, authorization).await?;
+        Ok(self.registration_response(&client, None, rat))
     }
 
     /// RFC 7592 §2.2: replace the metadata. `client_id` must match; a `client_secret`, if sent,
@@ -513,23 +594,29 @@ impl Engine {
         authorization: Option<&str>,
         metadata: &Value,
     ) -> OAuthResult<Value> {
-        let current = self.managed_client(client_id, authorization).await?;
+        let (current, rat) = self.managed_client(client_id, authorization).await?;
         let Value::Object(m) = metadata else {
             return Err(bad_meta("client metadata must be a JSON object"));
         };
+        // §2.2: the body MUST carry the current client_id. A missing or different one is an
+        // invalid metadata value, answered with an RFC 7591 §3.2.2 error.
         if m.get("client_id").and_then(Value::as_str) != Some(client_id) {
-            return Err(OAuthError::invalid_request(
+            return Err(bad_meta(
                 "client_id in the body must match the client being updated",
             ));
         }
-        if let Some(s) = m.get("client_secret").and_then(Value::as_str) {
-            let ok = current
-                .secret_hash
-                .as_deref()
-                .is_some_and(|h| self.master.verify_client_secret(s, h));
-            if !ok {
-                return Err(bad_meta("client_secret does not match the current secret"));
+        match m.get("client_secret") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => {
+                let ok = current
+                    .secret_hash
+                    .as_deref()
+                    .is_some_and(|h| self.master.verify_client_secret(s, h));
+                if !ok {
+                    return Err(bad_meta("client_secret does not match the current secret"));
+                }
             }
+            Some(_) => return Err(bad_meta("client_secret must be a string")),
         }
         let mut stripped = m.clone();
         for k in [
@@ -543,6 +630,8 @@ impl Engine {
             stripped.remove(k);
         }
         let mut updated = client_from_metadata(&Value::Object(stripped), &self.settings)?;
+        provision_defaults(&mut updated);
+        self.check_id_token_alg(&updated)?;
         updated.client_id = current.client_id.clone();
         updated.client_id_issued_at = current.client_id_issued_at;
         updated.origin = current.origin;
@@ -562,7 +651,7 @@ impl Engine {
         }
         self.store.put_client(&updated).await?;
         self.forget_client(client_id);
-        Ok(self.registration_response(&updated, new_secret, None))
+        Ok(self.registration_response(&updated, new_secret, rat))
     }
 
     pub async fn delete_registration(
@@ -654,6 +743,45 @@ mod tests {
         assert!(validate_redirect_uri("http://[::1]:8080/cb", false, false).is_ok());
         // A DNS name is not loopback because it starts with "127.".
         assert!(validate_redirect_uri("http://127.rp.example/cb", false, false).is_err());
+    }
+
+    #[test]
+    fn registered_uris_must_already_be_rfc3986_absolute_uris() {
+        // The URL parser repairs each of these into a valid URL; the registered string itself
+        // is not one (RFC 6749 §3.1.2, RFC 3986 §4.3), so it is refused, not stored as sent.
+        for uri in [
+            " https://rp.example/cb",
+            "https://rp.example/cb ",
+            "https://rp.example/c\tb",
+            "https://rp.example/c\nb",
+            "https://rp.example\\cb",
+            "https:///cb",
+            "https:/rp.example/cb",
+            "https:rp.example/cb",
+            "http:127.0.0.1/cb",
+            "https://rp.example/c b",
+            "https://rp.example/cb?x=%zz",
+            "https://rp.example/cb?x=%4",
+            "https://rp.example/\u{e9}",
+            "https://rp.example/cb?x=<y>",
+        ] {
+            let e = validate_redirect_uri(uri, false, false).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRedirectUri, "{uri:?}");
+            for field in ["jwks_uri", "logo_uri", "backchannel_logout_uri"] {
+                let e = err(json!({"grant_types": ["client_credentials"], field: uri}));
+                assert_eq!(e.code, ErrorCode::InvalidClientMetadata, "{field} {uri:?}");
+            }
+        }
+        for uri in [
+            "https://rp.example/cb",
+            "HTTPS://RP.EXAMPLE/cb",
+            "https://rp.example:8443/cb?x=%2F&y=[1]",
+            "https://rp.example",
+            "http://[::1]:8080/cb",
+        ] {
+            assert!(validate_redirect_uri(uri, false, false).is_ok(), "{uri}");
+        }
+        assert!(validate_redirect_uri("com.example.app:/cb", true, false).is_ok());
     }
 
     #[test]
