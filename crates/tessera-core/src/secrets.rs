@@ -44,6 +44,12 @@ pub fn random_token() -> Result<String, SecretError> {
     Ok(B64.encode(random_bytes::<32>()?))
 }
 
+/// A random URL-safe client secret of 86 characters (64 random octets): long enough to key
+/// every HMAC algorithm for `client_secret_jwt` (RFC 7518 §3.2: HS512 needs 64 octets).
+pub fn random_client_secret() -> Result<String, SecretError> {
+    Ok(B64.encode(random_bytes::<64>()?))
+}
+
 /// The server master key. All nodes of a cluster must share it.
 #[derive(Clone)]
 pub struct MasterKey {

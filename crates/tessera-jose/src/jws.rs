@@ -191,6 +191,22 @@ fn parse_header(map: &Map<String, Value>, limits: &Limits) -> Result<Header, Err
     })
 }
 
+/// Whether a token that is not three segments is a JWE in compact serialization: five
+/// base64url segments (RFC 7516 §7.1, §9) whose first is a JSON object (the JOSE header).
+/// Anything else with five segments — two JWTs joined by a space, `....` — is merely
+/// malformed, and saying "encrypted" would mislead (RFC 7521 §4.2: one JWT only).
+fn looks_like_jwe(token: &str, limits: &Limits) -> bool {
+    let segments: Vec<&str> = token.split('.').collect();
+    segments.len() == 5
+        && segments.iter().all(|s| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        && base64url_decode(segments[0])
+            .ok()
+            .is_some_and(|h| json::parse_object(&h, limits.max_depth).is_ok())
+}
+
 /// Decodes a compact JWS strictly, without verifying it.
 ///
 /// Rejects: tokens over `limits.max_token_bytes`; anything but exactly three
@@ -208,7 +224,7 @@ pub fn decode_compact(token: &str, limits: &Limits) -> Result<UnverifiedJwt, Err
     let (Some(h64), Some(p64), Some(s64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(if token.split('.').count() == 5 {
+        return Err(if looks_like_jwe(token, limits) {
             Error::Jwe
         } else {
             Error::Malformed("a compact JWS has exactly three segments")
@@ -975,6 +991,17 @@ mod tests {
         assert_eq!(decode_err(&format!("{good}.{}", p[2])), three);
         assert_eq!(decode_err(&format!("{good}.x.y")), Error::Jwe);
         assert_eq!(decode_err(""), three);
+        // Five segments that are not a JWE: two JWTs joined by a space, empty or
+        // non-base64url segments, a header that is not JSON.
+        assert_eq!(decode_err(&format!("{good} {good}")), three);
+        assert_eq!(decode_err(&format!("{good},{good}")), three);
+        assert_eq!(decode_err("...."), three);
+        assert_eq!(decode_err("a.b.c.d.e"), three);
+        assert_eq!(decode_err(&format!("{}.a.b.c.d", p[1])), Error::Jwe);
+        assert_eq!(
+            decode_err(&format!("bm90IGpzb24.{}.{}.x.y", p[1], p[2])),
+            three
+        );
         // A JWE-style header in three segments is still refused.
         let t = raw_token(r#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#, "{}", b"s");
         assert_eq!(decode_err(&t), Error::Jwe);

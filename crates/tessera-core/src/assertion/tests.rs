@@ -156,16 +156,39 @@ async fn aud_other_or_several_rejected() {
     let want = format!("Audience validation failed: expected {ISSUER} or {TOKEN_EP}");
     for aud in [
         json!("https://other.example.com"),
-        json!([ISSUER, "https://other.example.com"]),
-        json!([ISSUER, TOKEN_EP]),
+        json!(["https://other.example.com"]),
+        json!([]),
         json!(GOOGLE_TOKEN_AUDIENCE),
         json!("https://id.example.com/"),
     ] {
         let jwt = sign(&key, &with(client_claims("app"), "aud", aud));
         assert_client_err(auth(&engine, None, &jwt).await, &want);
     }
+    // The error says why: this server must be the *sole* audience (rfc7523bis §4 b.).
+    for aud in [
+        json!([ISSUER, "https://other.example.com"]),
+        json!([ISSUER, TOKEN_EP]),
+    ] {
+        let jwt = sign(&key, &with(client_claims("app"), "aud", aud));
+        assert_client_err(
+            auth(&engine, None, &jwt).await,
+            &format!("{want} as the only audience"),
+        );
+    }
     let jwt = sign(&key, &without(client_claims("app"), "aud"));
-    assert_client_err(auth(&engine, None, &jwt).await, &want);
+    assert_client_err(
+        auth(&engine, None, &jwt).await,
+        &format!(
+            "Audience validation failed: aud claim is missing (expected {ISSUER} or {TOKEN_EP})"
+        ),
+    );
+    let jwt = sign(&key, &with(client_claims("app"), "aud", json!(7)));
+    assert_client_err(
+        auth(&engine, None, &jwt).await,
+        &format!(
+            "Audience validation failed: aud must be a string or an array of strings (expected {ISSUER} or {TOKEN_EP})"
+        ),
+    );
 }
 
 #[tokio::test]
@@ -352,6 +375,14 @@ async fn iss_sub_and_client_id_must_agree() {
         auth(&engine, None, &sign(&key, &c)).await,
         "iss claim is missing",
     );
+    // Present but not a string (RFC 7519 §4.1.1): malformed, not missing.
+    for bad in [json!(["app"]), json!(7), json!(null)] {
+        let c = with(client_claims("app"), "iss", bad.clone());
+        assert_client_err(
+            auth(&engine, None, &sign(&key, &c)).await,
+            "iss claim is malformed",
+        );
+    }
     assert_client_err(
         auth(&engine, None, &sign(&key, &client_claims("nobody"))).await,
         "unknown client",
@@ -588,6 +619,8 @@ async fn client_secret_jwt_uses_the_sealed_secret() {
     let jwt = sign_hmac(secret.as_bytes(), Algorithm::HS256, &client_claims("hs"));
     let c = auth(&engine, None, &jwt).await.unwrap();
     assert_eq!(c.method, AuthMethod::ClientSecretJwt);
+    // Generated secrets key every HMAC alg (RFC 7518 §3.2: HS512 needs 64 octets).
+    assert!(secret.len() >= 64, "{}", secret.len());
     let jwt = sign_hmac(secret.as_bytes(), Algorithm::HS512, &client_claims("hs"));
     assert!(auth(&engine, None, &jwt).await.is_ok());
     let jwt = sign_hmac(
@@ -601,6 +634,22 @@ async fn client_secret_jwt_uses_the_sealed_secret() {
     assert_client_err(
         auth(&engine, None, &jwt).await,
         "alg ES256 is not allowed for this client",
+    );
+    // An operator-set secret shorter than the hash output is refused for that alg (HS512 needs
+    // 64 octets), and still works for HS256 (32).
+    let short = "an-operator-chosen-secret-of-48-characters-xxxxx";
+    crate::registration::set_secret(&engine.master, &mut client, short).unwrap();
+    store.put_client(&client).await.unwrap();
+    engine.forget_client("hs");
+    let jwt = sign_hmac(short.as_bytes(), Algorithm::HS512, &client_claims("hs"));
+    assert_client_err(
+        auth(&engine, None, &jwt).await,
+        "the client secret is too short for HS512 (RFC 7518 §3.2); use HS256 or a longer secret",
+    );
+    let jwt = sign_hmac(short.as_bytes(), Algorithm::HS384, &client_claims("hs"));
+    assert!(
+        auth(&engine, None, &jwt).await.is_ok(),
+        "48 octets key HS384"
     );
     // Expired secret.
     client.client_secret_expires_at = NOW - 1;
@@ -1188,6 +1237,95 @@ async fn trusted_issuer_never_accepts_google_audience_and_pins_its_audience() {
     );
     let c = with(sts_claims("alice"), "aud", json!(ISSUER));
     assert!(grant(&engine, None, &sign(&key, &c), &[]).await.is_ok());
+}
+
+/// RFC 7521 §4.1.1: a refused grant assertion gets `invalid_grant` with a description that
+/// names the actual problem — a missing `aud`, a non-string `iss`, or this server named next to
+/// another audience (sole-audience policy, RFC 7523 §3: "additional restrictions and policy
+/// are at the discretion of the authorization server").
+#[tokio::test]
+async fn grant_audience_and_issuer_failures_are_described_precisely() {
+    let (engine, _, key) = trusted_setup(|_| {}).await;
+    let both = format!("{ISSUER} or {TOKEN_EP}");
+    for aud in [
+        json!([TOKEN_EP, "https://rs.example.com"]),
+        json!([ISSUER, TOKEN_EP]),
+    ] {
+        let c = with(sts_claims("alice"), "aud", aud);
+        assert_grant_err(
+            grant(&engine, None, &sign(&key, &c), &[]).await,
+            ErrorCode::InvalidGrant,
+            &format!("Audience validation failed: expected {both} as the only audience"),
+        );
+    }
+    let c = with(
+        sts_claims("alice"),
+        "aud",
+        json!(["https://rs.example.com"]),
+    );
+    assert_grant_err(
+        grant(&engine, None, &sign(&key, &c), &[]).await,
+        ErrorCode::InvalidGrant,
+        &format!("Audience validation failed: expected {both}"),
+    );
+    let c = without(sts_claims("alice"), "aud");
+    assert_grant_err(
+        grant(&engine, None, &sign(&key, &c), &[]).await,
+        ErrorCode::InvalidGrant,
+        &format!("Audience validation failed: aud claim is missing (expected {both})"),
+    );
+    let c = with(sts_claims("alice"), "aud", json!({"aud": TOKEN_EP}));
+    assert_grant_err(
+        grant(&engine, None, &sign(&key, &c), &[]).await,
+        ErrorCode::InvalidGrant,
+        &format!(
+            "Audience validation failed: aud must be a string or an array of strings (expected {both})"
+        ),
+    );
+    for iss in [json!([STS]), json!(1)] {
+        let c = with(sts_claims("alice"), "iss", iss);
+        assert_grant_err(
+            grant(&engine, None, &sign(&key, &c), &[]).await,
+            ErrorCode::InvalidGrant,
+            "iss claim is malformed",
+        );
+    }
+    let c = without(sts_claims("alice"), "iss");
+    assert_grant_err(
+        grant(&engine, None, &sign(&key, &c), &[]).await,
+        ErrorCode::InvalidGrant,
+        "iss claim is missing",
+    );
+}
+
+/// RFC 7521 §4.2: `client_assertion` holds one JWT. Two JWTs joined by a space split into five
+/// segments, but they are not an encrypted JWT, and the description must not say so.
+#[tokio::test]
+async fn two_jwts_in_one_parameter_are_malformed_not_jwe() {
+    let (engine, _, key) = pkjwt_setup(settings()).await;
+    let one = sign(&key, &client_claims("app"));
+    let two = format!("{one} {}", sign(&key, &client_claims("app")));
+    assert_client_err(
+        auth(&engine, None, &two).await,
+        "malformed JWT: a compact JWS has exactly three segments",
+    );
+    let (engine, _, key) = trusted_setup(|_| {}).await;
+    let one = sign(&key, &sts_claims("alice"));
+    assert_grant_err(
+        grant(&engine, None, &format!("{one} {one}"), &[]).await,
+        ErrorCode::InvalidGrant,
+        "malformed JWT: a compact JWS has exactly three segments",
+    );
+    // A real JWE (five segments, JSON header with enc) is named as such.
+    let jwe = format!(
+        "{}.a.b.c.d",
+        base64url_encode(br#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#)
+    );
+    assert_grant_err(
+        grant(&engine, None, &jwe, &[]).await,
+        ErrorCode::InvalidGrant,
+        "encrypted JWTs (JWE) are not supported",
+    );
 }
 
 #[tokio::test]

@@ -468,17 +468,10 @@ impl<'a> Run<'a> {
             return Ok(());
         };
         let msg: String = match f {
-            ClaimFailure::AudienceMismatch | ClaimFailure::MissingAudience => {
-                format!(
-                    "Audience validation failed: expected {}",
-                    audiences.join(" or ")
-                )
-            }
-            ClaimFailure::MalformedClaim("aud") => {
-                format!(
-                    "Audience validation failed: expected {}",
-                    audiences.join(" or ")
-                )
+            ClaimFailure::AudienceMismatch
+            | ClaimFailure::MissingAudience
+            | ClaimFailure::MalformedClaim("aud") => {
+                audience_failure(claims.get("aud"), &exp.audience, audiences)
             }
             ClaimFailure::Expired => "assertion has expired".into(),
             ClaimFailure::NotYetValid => "assertion is not yet valid".into(),
@@ -574,8 +567,9 @@ impl<'a> Run<'a> {
             }
         }
         let Some(client_id) = iss else {
-            record!(self, "iss", "the client_id", "(absent)", false);
-            return Err(self.fail("iss claim is missing"));
+            let (actual, msg) = iss_problem(jwt.claims());
+            record!(self, "iss", "the client_id", actual, false);
+            return Err(self.fail(msg));
         };
         let client = match self.engine.client(&client_id).await? {
             Some(c) if !c.disabled => c,
@@ -706,6 +700,20 @@ impl<'a> Run<'a> {
         }
         let key = HmacKey::new(alg, &secret.0)
             .map_err(|e| self.fail("client authentication failed").with_cause(e))?;
+        // RFC 7518 §3.2: the key must be at least as long as the hash output (HS384: 48 octets,
+        // HS512: 64); a shorter secret is refused rather than used below its strength.
+        if !key.meets_rfc7518_minimum() {
+            record!(
+                self,
+                "signature",
+                format!("a client secret long enough for {alg} (RFC 7518 §3.2)"),
+                "the client secret is shorter than the hash output",
+                false,
+            );
+            return Err(self.fail(format!(
+                "the client secret is too short for {alg} (RFC 7518 §3.2); use HS256 or a longer secret"
+            )));
+        }
         let result = jwt.verify_hmac(&key, allowed);
         self.record_signature(&result, jwt, "the client secret (HMAC)");
         result.map_err(|e| self.describe_key_error(&e, jwt, "client"))
@@ -722,14 +730,15 @@ impl<'a> Run<'a> {
     ) -> OAuthResult<GrantDecision> {
         let jwt = self.decode(assertion)?;
         let Some(iss) = claim_str(jwt.claims(), "iss").map(str::to_owned) else {
+            let (actual, msg) = iss_problem(jwt.claims());
             record!(
                 self,
                 "iss",
                 "a service account or a trusted issuer",
-                "(absent)",
+                actual,
                 false,
             );
-            return Err(self.fail("iss claim is missing"));
+            return Err(self.fail(msg));
         };
         let settings = self.engine.settings.clone();
         if let Some(t) = settings.trusted_issuers.iter().find(|t| t.issuer == iss) {
@@ -1113,6 +1122,35 @@ impl Drop for Zeroizing {
 }
 fn zeroize_later(v: Vec<u8>) -> Zeroizing {
     Zeroizing(v)
+}
+
+/// Why the `aud` check failed, for `error_description` (RFC 7521 §4.1.1 / §4.2.1 example text
+/// first). The accepted values are this server's public identifiers, never a secret.
+fn audience_failure(aud: Option<&Value>, rule: &AudienceRule, audiences: &[String]) -> String {
+    let expected = audiences.join(" or ");
+    let ours = |v: &Value| v.as_str().is_some_and(|a| audiences.iter().any(|w| w == a));
+    match aud {
+        None => format!("Audience validation failed: aud claim is missing (expected {expected})"),
+        Some(Value::String(_)) => format!("Audience validation failed: expected {expected}"),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => match rule {
+            AudienceRule::SoleOf(_) if items.len() > 1 && items.iter().any(ours) => {
+                format!("Audience validation failed: expected {expected} as the only audience")
+            }
+            _ => format!("Audience validation failed: expected {expected}"),
+        },
+        Some(_) => format!(
+            "Audience validation failed: aud must be a string or an array of strings (expected {expected})"
+        ),
+    }
+}
+
+/// What is wrong with an `iss` that is not a usable string: absent, or not a string
+/// (RFC 7519 §4.1.1: a StringOrURI). Returns (trace text, error_description).
+fn iss_problem(claims: &Map<String, Value>) -> (&'static str, &'static str) {
+    match claims.get("iss") {
+        None => ("(absent)", "iss claim is missing"),
+        Some(_) => ("(not a string)", "iss claim is malformed"),
+    }
 }
 
 fn not_after(claims: &Map<String, Value>, now: UnixTime) -> UnixTime {
