@@ -293,13 +293,12 @@ impl Config {
     }
 
     /// The algorithms the key manager keeps a signing key for: the token algorithms first.
-    /// Algorithms that must have a signing key: the two token algorithms, every ID-token
-    /// algorithm discovery advertises and registration accepts (so a client registered with
-    /// `id_token_signed_response_alg = EdDSA` gets an ID token, not a server error), and
-    /// `keys.algs`.
+    /// Algorithms that must have a signing key: the two token algorithms and `keys.algs`. Only
+    /// these are offered for ID tokens (discovery, registration): a JWK Set holding key types
+    /// nobody uses breaks relying parties that parse every key (OKP keys, for one).
     pub fn signing_algs(&self) -> Vec<Algorithm> {
         let mut algs = vec![self.settings.access_token_alg, self.settings.id_token_alg];
-        for a in tessera_core::registration::ID_TOKEN_ALGS.iter().chain(&self.key_algs) {
+        for a in &self.key_algs {
             if !algs.contains(a) {
                 algs.push(*a);
             }

@@ -185,12 +185,7 @@ fn no_file_means_loopback_sqlite_and_a_generated_key() {
     assert!(
         matches!(&c.master_key, MasterKeySource::File { path, generate: true } if path.ends_with("master.key"))
     );
-    // Every ID-token alg discovery advertises has a key (RS256 for ID tokens, ES256 for
-    // access tokens by default, and EdDSA for clients that ask for it).
-    assert_eq!(
-        c.signing_algs(),
-        vec![Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA]
-    );
+    assert_eq!(c.signing_algs(), vec![Algorithm::ES256, Algorithm::RS256]);
     assert_eq!(c.providers.len(), 0);
     let s = c.settings("http://127.0.0.1:4321/");
     assert_eq!(s.issuer, "http://127.0.0.1:4321");

@@ -371,6 +371,9 @@ pub(super) fn validate(
         let path = format!("clients[{i}]");
         match config_client(rc, &settings, env, base_dir) {
             Ok(c) => {
+                if let Some(msg) = unkeyed_id_token_alg(&c.client, &settings, &raw.keys.algs) {
+                    err(&format!("{path}.id_token_signed_response_alg"), msg);
+                }
                 if !seen_clients.insert(c.client.client_id.clone()) {
                     err(
                         &format!("{path}.client_id"),
@@ -471,6 +474,23 @@ pub(super) fn trusted_issuer(
     }
     t.validate()?;
     Ok(t)
+}
+
+/// A client's `id_token_signed_response_alg` that no key will sign: only the two token
+/// algorithms and `keys.algs` get keys (see `Config::signing_algs`).
+fn unkeyed_id_token_alg(
+    client: &tessera_core::model::Client,
+    settings: &Settings,
+    key_algs: &[Algorithm],
+) -> Option<String> {
+    let alg: Algorithm = client
+        .id_token_signed_response_alg
+        .as_deref()?
+        .parse()
+        .ok()?;
+    let keyed =
+        alg == settings.id_token_alg || alg == settings.access_token_alg || key_algs.contains(&alg);
+    (!keyed).then(|| format!("{alg} has no signing key on this server: add \"{alg}\" to keys.algs"))
 }
 
 /// A `[[clients]]` entry → a validated client. Errors are (`.key` suffix, message).

@@ -2,7 +2,8 @@
 //! initial access token) and signs a user in against Tessera with discovery, the code flow
 //! with PKCE through the real login and consent pages, ID-token validation (signature from the
 //! JWKS, `iss`, `aud`, `exp`, `nonce`, `at_hash`), UserInfo and refresh — once per ID-token
-//! algorithm Tessera offers (RS256 by default, ES256 and EdDSA per client).
+//! algorithm Tessera offers (RS256 by default, ES256 and, with an EdDSA key configured in
+//! `keys.algs`, EdDSA per client).
 
 use crate::support::TestServer;
 use crate::support::browser::{Browser, query};
@@ -81,7 +82,8 @@ async fn sign_in(b: &mut Browser, server: &TestServer, auth_url: &str) -> String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openidconnect_crate_registers_and_completes_the_code_flow() {
     let server = TestServer::start(&format!(
-        "[registration]\ninitial_access_token = \"{INITIAL_ACCESS_TOKEN}\"\n"
+        "[registration]\ninitial_access_token = \"{INITIAL_ACCESS_TOKEN}\"\n\
+         [keys]\nalgs = [\"ES256\", \"RS256\", \"EdDSA\"]\n"
     ))
     .await;
     server.create_user("rs-user", "rs-password-1").await;
