@@ -697,3 +697,21 @@ jwks_uri = "https://other.example.com/jwks"
         2
     );
 }
+
+#[test]
+fn a_client_id_token_alg_needs_a_signing_key() {
+    let secret = "x".repeat(40);
+    let env = [("JIRA_SECRET", secret.as_str())];
+    let eddsa = format!("{CLIENT}id_token_signed_response_alg = \"EdDSA\"\n");
+    let err = load_err("c.toml", &eddsa, &env);
+    assert!(
+        err.contains("clients[0].id_token_signed_response_alg") && err.contains("keys.algs"),
+        "{err}"
+    );
+    let with_key = format!("[keys]\nalgs = [\"ES256\", \"RS256\", \"EdDSA\"]\n{eddsa}");
+    let c = load("c.toml", &with_key, &env).unwrap();
+    assert!(c.signing_algs().contains(&Algorithm::EdDSA));
+    // ES256 always has a key (it signs access tokens).
+    let es = format!("{CLIENT}id_token_signed_response_alg = \"ES256\"\n");
+    assert!(load("c.toml", &es, &env).is_ok());
+}
