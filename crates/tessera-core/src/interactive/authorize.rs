@@ -21,7 +21,7 @@ use crate::engine::Engine;
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::model::{AuthCode, Client, Grant, Session};
 use crate::oauth::grant_type;
-use crate::oauth::params::Params;
+use crate::oauth::params::{Params, decode_component};
 use crate::oauth::scope::Scope;
 use crate::secrets::random_token;
 
@@ -34,6 +34,8 @@ pub enum AuthzCode {
     RequestNotSupported,
     /// OIDC Core §6: the `request_uri` parameter is not supported.
     RequestUriNotSupported,
+    /// OIDC Core §3.1.2.6 / §7.2.1: the `registration` parameter is not supported.
+    RegistrationNotSupported,
 }
 
 impl AuthzCode {
@@ -42,6 +44,7 @@ impl AuthzCode {
             Self::OAuth(c) => c.as_str(),
             Self::RequestNotSupported => "request_not_supported",
             Self::RequestUriNotSupported => "request_uri_not_supported",
+            Self::RegistrationNotSupported => "registration_not_supported",
         }
     }
 }
@@ -153,6 +156,10 @@ pub struct AuthorizeCtx<'a> {
     pub allowed_scope: Scope,
     pub supported_scope: Scope,
     pub now: UnixTime,
+    /// The `id_token_hint`, verified before the checks run (the keys are not reachable from a
+    /// check): `None` when absent, `Some(None)` when it is not a valid ID token of this server,
+    /// `Some(Some(sub))` otherwise.
+    pub id_token_hint: Option<Option<String>>,
     /// Set by [`check_redirect_uri`]: from then on errors are redirected.
     pub redirect: Option<ErrorRedirect>,
     pub out: AuthRequestBuilder,
@@ -169,6 +176,7 @@ pub struct AuthRequestBuilder {
     pub max_age: Option<i64>,
     pub nonce: Option<String>,
     pub login_hint: Option<String>,
+    pub id_token_hint_sub: Option<String>,
 }
 
 type Check = fn(&mut AuthorizeCtx<'_>) -> Result<(), AuthorizeError>;
@@ -178,6 +186,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("client", check_client),
     ("redirect_uri", check_redirect_uri),
     ("request_object", check_request_object),
+    ("registration", check_registration),
     ("response_type", check_response_type),
     ("response_mode", check_response_mode),
     ("scope", check_scope),
@@ -187,6 +196,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("prompt", check_prompt),
     ("max_age", check_max_age),
     ("login_hint", check_login_hint),
+    ("id_token_hint", check_id_token_hint),
 ];
 
 fn invalid_request(d: &'static str) -> AuthorizeError {
@@ -244,6 +254,14 @@ pub fn check_redirect_uri(ctx: &mut AuthorizeCtx<'_>) -> Result<(), AuthorizeErr
             ));
             return Err(e);
         }
+        // OIDC Core §3.1.2.1: `redirect_uri` is REQUIRED in an OpenID Connect request; only a
+        // plain OAuth 2.0 request may omit it (RFC 6749 §3.1.2.3). Still an error page: the
+        // client did not say where the response should go.
+        None if is_openid_request(ctx.params) => {
+            return Err(invalid_request(
+                "the request has no redirect_uri (required for OpenID Connect)",
+            ));
+        }
         None => match client.redirect_uris.as_slice() {
             [only] => only.clone(),
             [] => {
@@ -259,6 +277,25 @@ pub fn check_redirect_uri(ctx: &mut AuthorizeCtx<'_>) -> Result<(), AuthorizeErr
         state: ctx.params.get("state").map(str::to_owned),
     });
     ctx.out.redirect_uri = Some(uri);
+    Ok(())
+}
+
+/// Whether the request asks for OpenID Connect (`openid` among the scopes), read before the
+/// scope itself is checked.
+fn is_openid_request(params: &Params) -> bool {
+    params
+        .get("scope")
+        .is_some_and(|s| s.split(' ').any(|t| t == "openid"))
+}
+
+/// OIDC Core §3.1.2.6: the `registration` parameter (§7.2.1) is not supported.
+pub fn check_registration(ctx: &mut AuthorizeCtx<'_>) -> Result<(), AuthorizeError> {
+    if ctx.params.contains("registration") {
+        return Err(AuthorizeError::with(
+            AuthzCode::RegistrationNotSupported,
+            "the registration parameter is not supported",
+        ));
+    }
     Ok(())
 }
 
@@ -466,6 +503,22 @@ pub fn check_login_hint(ctx: &mut AuthorizeCtx<'_>) -> Result<(), AuthorizeError
     Ok(())
 }
 
+/// OIDC Core §3.1.2.1 `id_token_hint`: an ID token this server issued (it may have expired: the
+/// hint names the user, it grants nothing). Its `sub` must be the signed-in user: see the
+/// decision over the session.
+pub fn check_id_token_hint(ctx: &mut AuthorizeCtx<'_>) -> Result<(), AuthorizeError> {
+    match &ctx.id_token_hint {
+        None => Ok(()),
+        Some(None) => Err(invalid_request(
+            "id_token_hint is not a valid ID token issued by this server",
+        )),
+        Some(Some(sub)) => {
+            ctx.out.id_token_hint_sub = Some(sub.clone());
+            Ok(())
+        }
+    }
+}
+
 impl AuthorizeError {
     fn with_cause(mut self, cause: impl Into<String>) -> Self {
         self.cause = Some(cause.into());
@@ -502,15 +555,49 @@ pub fn run_checks(ctx: &mut AuthorizeCtx<'_>) -> Result<AuthRequest, AuthorizeEr
         prompt: ctx.out.prompt,
         max_age: ctx.out.max_age,
         login_hint: ctx.out.login_hint.take(),
+        id_token_hint_sub: ctx.out.id_token_hint_sub.take(),
         started_at: ctx.now,
     })
 }
 
-/// Why a session cannot be used for this request, if it cannot.
-fn needs_login(req: &AuthRequest, session: Option<&Session>, now: UnixTime) -> bool {
+/// The parameters of `raw` that occur once, and the names of those that repeat; `None` if `raw`
+/// is not a readable form at all.
+fn without_repeated(raw: &[u8]) -> Option<(Params, Vec<String>)> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for pair in raw.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        if pairs.len() >= 128 {
+            return None;
+        }
+        let (name, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        pairs.push((decode_component(name).ok()?, decode_component(value).ok()?));
+    }
+    let mut repeated: Vec<String> = Vec::new();
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(n, _)| n == name) && !repeated.contains(name) {
+            repeated.push(name.clone());
+        }
+    }
+    let once = pairs.into_iter().filter(|(n, _)| !repeated.contains(n));
+    Some((Params::from_pairs(once), repeated))
+}
+
+/// Why a session cannot be used for this request, if it cannot. `fresh`: the session comes
+/// from a sign-in for this very request.
+fn needs_login(req: &AuthRequest, session: Option<&Session>, fresh: bool, now: UnixTime) -> bool {
     let Some(s) = session else { return true };
-    // OIDC Core §3.1.2.1 prompt=login: re-authenticate, i.e. a sign-in after the request began.
-    if req.prompt.login && s.auth_time < req.started_at {
+    // A sign-in for this request is the (re-)authentication prompt=login and max_age ask for,
+    // however long the clock took to tick past it: with max_age=0, a second boundary between
+    // the sign-in and this decision must not send the user back to the login page.
+    if fresh {
+        return false;
+    }
+    // OIDC Core §3.1.2.1 prompt=login, and max_age=0 which is equivalent: re-authenticate. Any
+    // session met here predates the request, even one whose auth_time is the request's second
+    // (auth_time counts whole seconds), so it never satisfies them.
+    if req.prompt.login || req.max_age == Some(0) {
         return true;
     }
     // OIDC Core §3.1.2.1 max_age: the last authentication must be recent enough.
@@ -547,12 +634,17 @@ impl Engine {
             .as_ref()
             .map(|c| self.client_scope(c))
             .unwrap_or_default();
+        let id_token_hint = params.get("id_token_hint").map(|h| {
+            self.verify_own_id_token(h, now)
+                .and_then(|c| c.get("sub").and_then(Value::as_str).map(str::to_owned))
+        });
         let mut ctx = AuthorizeCtx {
             params,
             client,
             allowed_scope,
             supported_scope: Scope::from_tokens(self.settings.scopes_supported.iter().cloned()),
             now,
+            id_token_hint,
             redirect: None,
             out: AuthRequestBuilder::default(),
         };
@@ -569,10 +661,59 @@ impl Engine {
             .map_err(|e| AuthorizeError::from_oauth(e, Some(redirect_of(&req))))?;
         let tx = Transaction::new(self, req, bind, now)
             .map_err(|e| AuthorizeError::from_oauth(e, None))?;
-        self.decide(&client, tx, session, now).await
+        self.decide(&client, tx, session, false, now).await
     }
 
-    /// Continue a transaction after the login page (same decision, with the new session).
+    /// RFC 6749 §3.1 and §4.1.2.1: a request whose parameters repeat (`raw` did not parse for
+    /// that reason) is `invalid_request`. Like any other error it goes back to the client once
+    /// the client and its redirect URI are verified — from parameters that are not repeated
+    /// themselves, and without `state` if `state` is one of the repeated ones; otherwise it is
+    /// shown on an error page.
+    pub async fn refuse_repeated(&self, raw: &[u8], now: UnixTime) -> AuthorizeError {
+        let Some((params, repeated)) = without_repeated(raw) else {
+            return invalid_request("the request could not be read");
+        };
+        let name: String = repeated
+            .first()
+            .map(|n| n.chars().take(64).collect())
+            .unwrap_or_default();
+        let mut err = AuthorizeError::new(
+            ErrorCode::InvalidRequest,
+            format!("parameter '{name}' is included more than once"),
+        );
+        // The response may only go to a redirect URI the request names once.
+        if params.get("redirect_uri").is_none() {
+            return err;
+        }
+        let client = match params.get("client_id") {
+            Some(id) if id.len() <= 256 => match self.store.get_client(id).await {
+                Ok(c) => c,
+                Err(e) => return AuthorizeError::from_oauth(e.into(), None),
+            },
+            _ => None,
+        };
+        let mut ctx = AuthorizeCtx {
+            params: &params,
+            client,
+            allowed_scope: Scope::default(),
+            supported_scope: Scope::default(),
+            now,
+            id_token_hint: None,
+            redirect: None,
+            out: AuthRequestBuilder::default(),
+        };
+        for (_, check) in &CHECKS[..2] {
+            if let Err(e) = check(&mut ctx) {
+                err.cause = Some(format!("{}: {}", e.error(), e.description));
+                return err;
+            }
+        }
+        err.redirect = ctx.redirect;
+        err
+    }
+
+    /// Continue a transaction after a sign-in on the login page (or at an upstream provider):
+    /// the same decision, with the new session.
     pub async fn resume(
         &self,
         tx: Transaction,
@@ -588,7 +729,7 @@ impl Engine {
             .load_session(session_cookie, now)
             .await
             .map_err(|e| AuthorizeError::from_oauth(e, Some(redirect)))?;
-        self.decide(&client, tx, session, now).await
+        self.decide(&client, tx, session, true, now).await
     }
 
     /// The (enabled) client of a transaction.
@@ -602,11 +743,13 @@ impl Engine {
         }
     }
 
+    /// `signed_in` = the user has just signed in for this transaction.
     async fn decide(
         &self,
         client: &Client,
         tx: Transaction,
         session: Option<Session>,
+        signed_in: bool,
         now: UnixTime,
     ) -> Result<Step, AuthorizeError> {
         let req = &tx.request;
@@ -614,7 +757,29 @@ impl Engine {
         let err = |code: ErrorCode, d: &'static str| {
             Err(AuthorizeError::new(code, d).to(Some(&redirect)))
         };
-        if needs_login(req, session.as_ref(), now) {
+        // OIDC Core §3.1.2.1 id_token_hint: a positive response only for the user the hint
+        // names, signed in already or by this request; otherwise an error such as
+        // login_required. A session of someone else is not used: the user is asked to sign in,
+        // and if they sign in as someone else, the client is told.
+        let hinted_other = |s: &Session| {
+            req.id_token_hint_sub
+                .as_deref()
+                .is_some_and(|sub| sub != s.subject)
+        };
+        // A sign-in for this request (the session's auth_time is not older than the request).
+        let fresh = signed_in
+            && session
+                .as_ref()
+                .is_some_and(|s| s.auth_time >= req.started_at);
+        if fresh && session.as_ref().is_some_and(hinted_other) {
+            return err(
+                ErrorCode::LoginRequired,
+                "the user who signed in is not the one the id_token_hint names",
+            );
+        }
+        if needs_login(req, session.as_ref(), fresh, now)
+            || session.as_ref().is_some_and(hinted_other)
+        {
             // OIDC Core §3.1.2.6: prompt=none never shows a page.
             if req.prompt.none {
                 return err(ErrorCode::LoginRequired, "the user must sign in");

@@ -135,8 +135,9 @@ impl Engine {
     }
 
     /// An ID token this server signed (signature, issuer). Expiry is not checked: an
-    /// `id_token_hint` may be expired (RP-Initiated Logout 1.0 §2).
-    fn verify_own_id_token(
+    /// `id_token_hint` may be expired (RP-Initiated Logout 1.0 §2; at the authorization
+    /// endpoint it only names the user).
+    pub(crate) fn verify_own_id_token(
         &self,
         token: &str,
         now: UnixTime,
@@ -146,6 +147,16 @@ impl Engine {
             ..Limits::default()
         };
         let jwt = decode_compact(token, &limits).ok()?;
+        // An ID token, not another JWT this server signs (access or logout tokens: RFC 8725
+        // §3.11 explicit typing).
+        if jwt
+            .header()
+            .typ
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+        {
+            return None;
+        }
         let key = self.keys.verifier(jwt.header().kid.as_deref()?, now)?;
         let verified = jwt.verify(&key, &ID_TOKEN_ALGS).ok()?;
         let claims = verified.into_claims();
@@ -153,8 +164,9 @@ impl Engine {
             .then_some(claims)
     }
 
-    /// §2: the OP should confirm with the user unless the request proves it comes from the
-    /// user's own relying party (a valid `id_token_hint` for the signed-in subject).
+    /// §2: the OP must ask the user unless an `id_token_hint` belongs to the current session:
+    /// the signed-in subject and, when the hint carries one, the session's `sid` (a hint from
+    /// another session of the same user, e.g. in another browser, does not).
     pub fn logout_needs_confirmation(
         &self,
         req: &LogoutRequest,
@@ -162,7 +174,10 @@ impl Engine {
     ) -> bool {
         match session {
             None => false,
-            Some(s) => req.hint_subject.as_deref() != Some(s.subject.as_str()),
+            Some(s) => {
+                req.hint_subject.as_deref() != Some(s.subject.as_str())
+                    || req.hint_sid.as_deref().is_some_and(|sid| sid != s.sid)
+            }
         }
     }
 

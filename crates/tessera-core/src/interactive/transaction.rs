@@ -42,6 +42,9 @@ pub struct AuthRequest {
     pub prompt: Prompt,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
+    /// `sub` of a valid `id_token_hint` (OIDC Core §3.1.2.1): only this user may be answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_hint_sub: Option<String>,
     /// When the request reached the server: `prompt=login` is satisfied by a sign-in after it.
     pub started_at: UnixTime,
 }

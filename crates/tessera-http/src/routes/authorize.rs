@@ -5,6 +5,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use tessera_core::interactive::{AuthorizeError, Step};
+use tessera_core::oauth::params::{FormError, Params};
+use tessera_core::settings::paths;
 
 use super::pages::{self, SESSION_COOKIE};
 use crate::AppState;
@@ -24,9 +26,15 @@ pub(super) async fn authorize(
     } else {
         query.as_deref().unwrap_or_default().as_bytes()
     };
-    // RFC 6749 §3.1: parameters must not repeat. The client is not known yet: error page.
-    let params = match pages::parse_params(raw) {
+    let params = match Params::parse(raw) {
         Ok(p) => p,
+        // RFC 6749 §3.1: parameters must not repeat. §4.1.2.1: invalid_request, redirected
+        // once the client and redirect URI are verified from the parameters that do not.
+        Err(FormError::Duplicate(name)) => {
+            tracing::debug!(target: "tessera::authorize", parameter = %name, "repeated authorization request parameter");
+            let err = e.refuse_repeated(raw, e.now()).await;
+            return authorize_error(&s, &err, &ctx.request_id);
+        }
         Err(why) => {
             tracing::debug!(target: "tessera::authorize", cause = %why, "malformed authorization request");
             return pages::error_page(
@@ -38,6 +46,11 @@ pub(super) async fn authorize(
             );
         }
     };
+    if method == Method::POST
+        && let Some(r) = pages::repeat_as_get(e, &headers, paths::AUTHORIZE, &params)
+    {
+        return r;
+    }
     let (bind, new_bind) = pages::ensure_bind(e, &headers);
     let session = pages::cookie(&headers, SESSION_COOKIE);
     let step = e

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use tessera_core::interactive::transaction::{browser_csrf_token, check_browser_csrf};
 use tessera_core::oauth::params::Params;
+use tessera_core::settings::paths;
 
 use super::pages::{self, BIND_COOKIE, Chrome, LogoutPage, SESSION_COOKIE, SignedOutPage};
 use crate::AppState;
@@ -27,7 +28,26 @@ pub(super) async fn end_session(
     } else {
         query.as_deref().unwrap_or_default().as_bytes()
     };
-    let params: Params = pages::parse_params(raw).unwrap_or_default();
+    // RFC 6749 §3.1 (whose form rules this endpoint shares): a repeated or malformed parameter
+    // makes the request invalid; it is not read as an empty one.
+    let params: Params = match pages::parse_params(raw) {
+        Ok(p) => p,
+        Err(why) => {
+            tracing::debug!(target: "tessera::logout", cause = %why, "malformed end-session request");
+            return pages::error_page(
+                e,
+                StatusCode::BAD_REQUEST,
+                "This sign-out link is not valid",
+                "The application sent an invalid sign-out request: it could not be read.",
+                &ctx.request_id,
+            );
+        }
+    };
+    if method == Method::POST
+        && let Some(r) = pages::repeat_as_get(e, &headers, paths::END_SESSION, &params)
+    {
+        return r;
+    }
     let now = e.now();
     // The confirmation form comes back with its token; anything else is a fresh request.
     let confirmed = match params.get("confirm_token") {

@@ -301,6 +301,44 @@ pub(super) fn ensure_bind(engine: &Engine, headers: &HeaderMap) -> (String, Opti
     }
 }
 
+/// Longest query [`repeat_as_get`] puts in a URL.
+const MAX_REPEAT_QUERY: usize = 8192;
+
+/// Browsers do not send `SameSite=Lax` cookies with a cross-site POST. An authorization or
+/// end-session request that an application POSTs (OIDC Core §3.1.2.1 and RP-Initiated Logout
+/// 1.0 §2 require POST support) would therefore look as if nobody were signed in: `prompt=none`
+/// would answer `login_required` to a signed-in user, and a logout would end no session and
+/// notify no client over the back channel. Such a request — the browser says it is cross-site
+/// (`Sec-Fetch-Site`) and it carries none of this server's cookies — is repeated as a top-level
+/// GET with the same parameters (`303`), which does carry them. Anything else: `None`.
+pub(super) fn repeat_as_get(
+    engine: &Engine,
+    headers: &HeaderMap,
+    path: &str,
+    params: &Params,
+) -> Option<Response> {
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("cross-site"));
+    if !cross_site
+        || cookie(headers, SESSION_COOKIE).is_some()
+        || cookie(headers, BIND_COOKIE).is_some()
+    {
+        return None;
+    }
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish();
+    if query.len() > MAX_REPEAT_QUERY {
+        return None;
+    }
+    Some(see_other(&format!(
+        "{}{path}?{query}",
+        Chrome::of(engine).base
+    )))
+}
+
 /// The stylesheet route.
 pub(super) async fn stylesheet() -> Response {
     let mut r = STYLESHEET.into_response();

@@ -72,14 +72,78 @@ async fn redirect_uri_must_match_exactly_or_error_page() {
 }
 
 #[tokio::test]
-async fn single_registered_redirect_uri_may_be_omitted() {
+async fn single_registered_redirect_uri_may_be_omitted_in_plain_oauth() {
     let fx = fx().await;
     let p = q(&format!(
-        "client_id=web&response_type=code&scope=openid&code_challenge={CHALLENGE}&code_challenge_method=S256"
+        "client_id=web&response_type=code&scope=profile&code_challenge={CHALLENGE}&code_challenge_method=S256"
     ));
     let tx = fx.tx(fx.authorize(&p, None).await.unwrap());
     assert_eq!(tx.request.redirect_uri, "https://rp.example/cb");
     assert!(!tx.request.redirect_uri_sent);
+}
+
+#[tokio::test]
+async fn openid_request_without_redirect_uri_is_an_error_page() {
+    // OIDC Core §3.1.2.1: redirect_uri is REQUIRED, even with a single registered one.
+    let e = page_error(&format!(
+        "client_id=web&response_type=code&scope=profile+openid&state=s&code_challenge={CHALLENGE}&code_challenge_method=S256"
+    ))
+    .await;
+    assert_eq!(e.code, AuthzCode::OAuth(ErrorCode::InvalidRequest));
+    assert!(e.description.contains("redirect_uri"), "{}", e.description);
+}
+
+#[tokio::test]
+async fn registration_parameter_is_registration_not_supported() {
+    // OIDC Core §3.1.2.6.
+    let (e, url) = redirected(req("web", "registration=%7B%7D")).await;
+    assert_eq!(e.code, AuthzCode::RegistrationNotSupported);
+    assert_eq!(
+        param(&url, "error").as_deref(),
+        Some("registration_not_supported")
+    );
+    assert_eq!(param(&url, "state").as_deref(), Some("st4te"));
+}
+
+#[tokio::test]
+async fn repeated_parameters_are_redirected_once_the_client_is_verified() {
+    // RFC 6749 §3.1 and §4.1.2.1.
+    let fx = fx().await;
+    let base =
+        "client_id=web&redirect_uri=https%3A%2F%2Frp.example%2Fcb&response_type=code&scope=openid";
+    let e = fx
+        .engine
+        .refuse_repeated(
+            format!("{base}&state=a&prompt=none&state=b").as_bytes(),
+            NOW,
+        )
+        .await;
+    assert_eq!(e.error(), "invalid_request");
+    assert!(e.description.contains("'state'"), "{}", e.description);
+    let url = e.redirect_url("https://id.example").expect("redirected");
+    assert!(url.starts_with("https://rp.example/cb?error=invalid_request&"));
+    assert_eq!(param(&url, "state"), None, "a repeated state is not echoed");
+    assert_eq!(param(&url, "iss").as_deref(), Some("https://id.example"));
+    // A single state is echoed.
+    let e = fx
+        .engine
+        .refuse_repeated(format!("{base}&state=a&scope=email").as_bytes(), NOW)
+        .await;
+    let url = e.redirect_url("https://id.example").expect("redirected");
+    assert_eq!(param(&url, "state").as_deref(), Some("a"));
+    // Until client and redirect URI are verified from unrepeated values: an error page.
+    for raw in [
+        format!("{base}&client_id=web"),
+        format!("{base}&redirect_uri=https%3A%2F%2Frp.example%2Fcb"),
+        "client_id=web&response_type=code&scope=openid&scope=email".to_owned(),
+        "client_id=web&redirect_uri=https%3A%2F%2Fevil.example%2F&state=a&state=b".to_owned(),
+        "client_id=nobody&redirect_uri=https%3A%2F%2Frp.example%2Fcb&state=a&state=b".to_owned(),
+        "client_id=web&redirect_uri=https%3A%2F%2Frp.example%2Fcb&state=%zz&state=b".to_owned(),
+    ] {
+        let e = fx.engine.refuse_repeated(raw.as_bytes(), NOW).await;
+        assert_eq!(e.error(), "invalid_request", "{raw}");
+        assert!(e.redirect.is_none(), "must not redirect: {raw}");
+    }
 }
 
 #[tokio::test]
@@ -310,6 +374,42 @@ async fn prompt_login_forces_a_new_sign_in() {
 }
 
 #[tokio::test]
+async fn prompt_login_and_max_age_0_are_not_met_by_a_session_of_the_same_second() {
+    // OIDC Core §3.1.2.1: auth_time counts whole seconds; a session that existed before the
+    // request never satisfies prompt=login (or max_age=0, its equivalent), whatever its second.
+    let fx = fx().await;
+    let cookie = fx.alice().await;
+    for extra in ["prompt=login", "max_age=0"] {
+        assert!(
+            matches!(
+                fx.authorize(&req("fp", extra), Some(&cookie))
+                    .await
+                    .unwrap(),
+                Step::Login(_)
+            ),
+            "{extra}"
+        );
+    }
+    let e = fx
+        .authorize(&req("fp", "max_age=0&prompt=none"), Some(&cookie))
+        .await
+        .unwrap_err();
+    assert_eq!(e.error(), "login_required");
+}
+
+#[tokio::test]
+async fn a_sign_in_for_the_request_satisfies_max_age_0() {
+    let fx = fx().await;
+    let tx = fx.tx(fx.authorize(&req("fp", "max_age=0"), None).await.unwrap());
+    let fresh = fx.alice().await;
+    // The clock ticks between the sign-in and the decision: still the re-authentication
+    // max_age=0 asked for, not a reason to show the login page again.
+    fx.clock.advance(1);
+    let step = fx.engine.resume(tx, Some(&fresh), fx.now()).await.unwrap();
+    assert!(matches!(step, Step::Redirect(_)), "{step:?}");
+}
+
+#[tokio::test]
 async fn max_age_requires_a_recent_sign_in() {
     let fx = fx().await;
     let cookie = fx.alice().await;
@@ -473,4 +573,82 @@ fn the_check_table_runs_client_and_redirect_uri_first() {
         .map(|(n, _)| *n)
         .collect();
     assert_eq!(&names[..2], &["client", "redirect_uri"]);
+}
+
+/// An ID token of this server for `subject`, as if issued to `client` at `now`.
+fn id_token_of(fx: &Fx, subject: &str) -> String {
+    let c = client("fp");
+    let facts = crate::interactive::id_token::IdTokenFacts {
+        subject,
+        auth_time: NOW,
+        sid: Some("some-sid"),
+        ..Default::default()
+    };
+    fx.engine.issue_id_token(&c, &facts, fx.now()).unwrap()
+}
+
+#[tokio::test]
+async fn id_token_hint_of_the_signed_in_user_is_answered_silently() {
+    // OIDC Core §3.1.2.1 id_token_hint, as the conformance suite sends it (prompt=none).
+    let fx = fx().await;
+    let cookie = fx.alice().await;
+    let hint = id_token_of(&fx, "sub-alice");
+    fx.clock.advance(2 * 86400); // an expired hint still names the user
+    let cookie2 = fx.alice().await;
+    drop(cookie);
+    let p = req("fp", &format!("prompt=none&id_token_hint={hint}"));
+    let url = match fx.authorize(&p, Some(&cookie2)).await.unwrap() {
+        Step::Redirect(u) => u,
+        s => panic!("{s:?}"),
+    };
+    assert!(param(&url, "code").is_some());
+}
+
+#[tokio::test]
+async fn id_token_hint_of_another_user_is_login_required() {
+    // OIDC Core §3.1.2.1: otherwise "it SHOULD return an error, such as login_required".
+    let fx = fx().await;
+    let cookie = fx.alice().await;
+    let hint = id_token_of(&fx, "sub-carol");
+    let p = req("fp", &format!("prompt=none&id_token_hint={hint}"));
+    let e = fx.authorize(&p, Some(&cookie)).await.unwrap_err();
+    assert_eq!(e.error(), "login_required");
+    let url = e.redirect_url("https://id.example").unwrap();
+    assert_eq!(param(&url, "state").as_deref(), Some("st4te"));
+    // Interactive: alice's session is not used; the user must sign in…
+    let p = req("fp", &format!("id_token_hint={hint}"));
+    let tx = match fx.authorize(&p, Some(&cookie)).await.unwrap() {
+        Step::Login(tx) => *tx,
+        s => panic!("expected the login page, got {s:?}"),
+    };
+    assert_eq!(tx.request.id_token_hint_sub.as_deref(), Some("sub-carol"));
+    // …and signing in as someone else than the hint names is login_required at the client.
+    let fresh = fx.alice().await;
+    let e = fx
+        .engine
+        .resume(tx, Some(&fresh), fx.now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.error(), "login_required");
+    assert!(e.redirect.is_some());
+}
+
+#[tokio::test]
+async fn id_token_hint_must_be_an_id_token_of_this_server() {
+    let fx = fx().await;
+    let cookie = fx.alice().await;
+    let code = fx.code(&req("fp", ""), &cookie).await;
+    let access_token = fx.exchange("fp", &code).await.unwrap().access_token;
+    for hint in [
+        "garbage".to_owned(),
+        "eyJhbGciOiJSUzI1NiJ9.e30.c2ln".to_owned(),
+        // Signed by this server, but an access token (typ at+jwt), not an ID token.
+        access_token,
+    ] {
+        let p = req("fp", &format!("id_token_hint={hint}"));
+        let e = fx.authorize(&p, Some(&cookie)).await.unwrap_err();
+        assert_eq!(e.error(), "invalid_request", "{hint}");
+        let url = e.redirect_url("https://id.example").expect("redirected");
+        assert_eq!(param(&url, "state").as_deref(), Some("st4te"));
+    }
 }

@@ -132,3 +132,45 @@ async fn logout_ends_the_session_and_notifies_clients() {
     let out = fx.engine.logout(Some(&cookie), fx.now()).await.unwrap();
     assert!(out.ended.is_none());
 }
+
+#[tokio::test]
+async fn a_hint_from_another_session_of_the_same_user_is_confirmed() {
+    // RP-Initiated Logout 1.0 §2: the OP MUST ask when the ID token does not belong to the
+    // current OP session.
+    let fx = fx().await;
+    let other_browser = fx.alice().await;
+    let hint = id_token_for(&fx, "fp", &other_browser).await;
+    let this_browser = fx.alice().await;
+    let session = fx
+        .engine
+        .load_session(Some(&this_browser), fx.now())
+        .await
+        .unwrap();
+    let r = fx
+        .engine
+        .end_session_request(&q(&format!("id_token_hint={hint}")), fx.now())
+        .await
+        .unwrap();
+    assert_eq!(r.hint_subject.as_deref(), Some("sub-alice"));
+    assert!(fx.engine.logout_needs_confirmation(&r, session.as_ref()));
+    let own = fx
+        .engine
+        .load_session(Some(&other_browser), fx.now())
+        .await
+        .unwrap();
+    assert!(!fx.engine.logout_needs_confirmation(&r, own.as_ref()));
+}
+
+#[tokio::test]
+async fn an_access_token_is_not_an_id_token_hint() {
+    let fx = fx().await;
+    let cookie = fx.alice().await;
+    let code = fx.code(&req("fp", ""), &cookie).await;
+    let at = fx.exchange("fp", &code).await.unwrap().access_token;
+    let e = fx
+        .engine
+        .end_session_request(&q(&format!("id_token_hint={at}&client_id=fp")), fx.now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, crate::error::ErrorCode::InvalidRequest);
+}
