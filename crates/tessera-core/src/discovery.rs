@@ -36,7 +36,8 @@ impl Engine {
             "token_endpoint_auth_signing_alg_values_supported": auth_signing_algs,
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"],
             "introspection_endpoint_auth_signing_alg_values_supported": auth_signing_algs,
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"],
+            // RFC 7009 §2.1: public clients ("none") revoke their own tokens with client_id.
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"],
             "revocation_endpoint_auth_signing_alg_values_supported": auth_signing_algs,
             "code_challenge_methods_supported": ["S256"],
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "amr", "sid",

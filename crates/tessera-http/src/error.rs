@@ -20,7 +20,18 @@ impl From<OAuthError> for ApiError {
     }
 }
 
+/// RFC 6750 §3.1: a request that carried no usable bearer credentials (none at all, or an
+/// unsupported scheme) is answered with a bare challenge: 401, no error code.
+pub fn is_bare_bearer_challenge(e: &OAuthError) -> bool {
+    e.challenge == Some(AuthScheme::Bearer)
+        && e.code == ErrorCode::InvalidRequest
+        && e.description.is_none()
+}
+
 pub fn status_of(e: &OAuthError) -> StatusCode {
+    if is_bare_bearer_challenge(e) {
+        return StatusCode::UNAUTHORIZED;
+    }
     match e.code {
         ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -43,7 +54,7 @@ pub fn challenge_value(e: &OAuthError) -> Option<String> {
         AuthScheme::Basic => Some(format!("Basic realm=\"{REALM}\", charset=\"UTF-8\"")),
         AuthScheme::Bearer => {
             let mut v = format!("Bearer realm=\"{REALM}\"");
-            if e.code != ErrorCode::InvalidRequest || e.description.is_some() {
+            if !is_bare_bearer_challenge(e) {
                 v.push_str(&format!(", error=\"{}\"", e.code.as_str()));
             }
             if let Some(d) = e.safe_description() {
@@ -85,7 +96,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
         log_cause(&e);
-        let mut resp = (status_of(&e), Json(error_body(&e))).into_response();
+        let mut resp = if is_bare_bearer_challenge(&e) {
+            // RFC 6750 §3.1: no error code or other error information, in the header or the
+            // body, when the request carried no bearer credentials.
+            status_of(&e).into_response()
+        } else {
+            (status_of(&e), Json(error_body(&e))).into_response()
+        };
         let h = resp.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -123,6 +140,27 @@ mod tests {
         assert_eq!(
             challenge_value(&basic).as_deref(),
             Some("Basic realm=\"tessera\", charset=\"UTF-8\"")
+        );
+    }
+
+    #[test]
+    fn bare_bearer_challenge_is_401_without_error_code() {
+        // RFC 6750 §3.1: no credentials → 401 and no error information.
+        let bare =
+            OAuthError::bare(ErrorCode::InvalidRequest).with_challenge(Some(AuthScheme::Bearer));
+        assert_eq!(status_of(&bare), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            challenge_value(&bare).as_deref(),
+            Some("Bearer realm=\"tessera\"")
+        );
+        let resp = ApiError(bare).into_response();
+        assert!(resp.headers().get(header::CONTENT_TYPE).is_none());
+        // A malformed request keeps its 400 and its error attribute.
+        let malformed = OAuthError::invalid_request("x").with_challenge(Some(AuthScheme::Bearer));
+        assert_eq!(status_of(&malformed), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            challenge_value(&malformed).as_deref(),
+            Some("Bearer realm=\"tessera\", error=\"invalid_request\", error_description=\"x\"")
         );
     }
 

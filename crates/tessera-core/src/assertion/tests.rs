@@ -1608,3 +1608,44 @@ proptest::proptest! {
         });
     }
 }
+
+/// RFC 7592 §2.3: once the client a token was issued to is deleted (or disabled), the token
+/// is no longer active; a trusted issuer's token (its `client_id` names the issuer, which is
+/// no client) stays active.
+#[tokio::test]
+async fn tokens_of_a_deleted_client_are_inactive() {
+    let sa = sa_setup(settings(), vec![], Some("profile")).await;
+    let jwt = sa_sign(&sa.key_file, &google_claims(&sa.email, ""));
+    let t = grant(&sa.engine, None, &jwt, &[]).await.unwrap();
+    assert!(
+        sa.engine
+            .verify_access_token(&t.access_token, NOW)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    sa.engine.store.delete_client(&sa.email).await.unwrap();
+    sa.engine.forget_client(&sa.email);
+    assert!(
+        sa.engine
+            .verify_access_token(&t.access_token, NOW)
+            .await
+            .unwrap()
+            .is_none(),
+        "the service account is gone"
+    );
+
+    let (engine, _, key) = trusted_setup(|_| {}).await;
+    let t = grant(&engine, None, &sign(&key, &sts_claims("svc-billing")), &[])
+        .await
+        .unwrap();
+    assert_eq!(token_claims(&t)["client_id"], json!(STS));
+    assert!(
+        engine
+            .verify_access_token(&t.access_token, NOW)
+            .await
+            .unwrap()
+            .is_some(),
+        "a trusted issuer's token"
+    );
+}

@@ -32,17 +32,22 @@ fn invalid_token() -> OAuthError {
 
 /// Parse an `Authorization` header value as a bearer credential (RFC 6750 §2.1).
 pub fn bearer_from_header(value: &str) -> OAuthResult<&str> {
-    let (scheme, token) = value.trim().split_once(' ').ok_or_else(invalid_token)?;
+    let value = value.trim();
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidRequest,
-            "use the Bearer authentication scheme",
-        )
-        .with_challenge(Some(AuthScheme::Bearer)));
+        // RFC 6750 §3.1: an attempt with an unsupported authentication method is answered like
+        // a request without credentials: a bare challenge, no error code.
+        return Err(missing_token());
     }
     let token = token.trim();
     if token.is_empty() {
-        return Err(missing_token());
+        // RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; without the token the request is
+        // malformed (§3.1 invalid_request), there is no token to call invalid.
+        return Err(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "the Bearer credentials carry no access token",
+        )
+        .with_challenge(Some(AuthScheme::Bearer)));
     }
     Ok(token)
 }

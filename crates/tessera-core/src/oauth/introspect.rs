@@ -62,6 +62,21 @@ impl Engine {
                 _ => return Ok(None),
             }
         }
+        // RFC 7592 §2.3: the tokens of a deleted client are no longer active; nor are those of
+        // a client an operator disabled. (A trusted issuer's assertion presented without client
+        // authentication names the issuer, which is no client.)
+        if let Some(client_id) = claims.get("client_id").and_then(Value::as_str)
+            && !self
+                .settings
+                .trusted_issuers
+                .iter()
+                .any(|t| t.issuer == client_id)
+        {
+            match self.client(client_id).await? {
+                Some(c) if !c.disabled => {}
+                _ => return Ok(None),
+            }
+        }
         Ok(Some(claims))
     }
 
@@ -133,9 +148,10 @@ impl Engine {
                 if grant.as_ref().is_none_or(|g| g.revoked_at.is_some()) {
                     return Ok(inactive);
                 }
+                // RFC 7662 §2.2: `token_type` is an access token type (RFC 6749 §5.1, §7.1,
+                // e.g. "Bearer"); a refresh token has none, so the member is left out.
                 Ok(json!({
                     "active": true,
-                    "token_type": "refresh_token",
                     "client_id": rt.client_id,
                     "sub": rt.subject,
                     "scope": rt.scope,

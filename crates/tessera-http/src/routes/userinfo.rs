@@ -3,9 +3,10 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use tessera_core::OAuthError;
+use tessera_core::error::{AuthScheme, ErrorCode};
 use tessera_core::interactive::userinfo::{BearerSource, bearer_from_header, missing_token};
 
 use crate::AppState;
@@ -23,23 +24,37 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
+fn is_bearer_scheme(authorization: &str) -> bool {
+    authorization
+        .trim()
+        .split(' ')
+        .next()
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("bearer"))
+}
+
 fn fail(e: OAuthError) -> Response {
-    // RFC 6750 §3.1: a request without any credentials is 401 with a bare challenge.
-    let missing = e.description.is_none() && e.code == tessera_core::ErrorCode::InvalidRequest;
-    let mut r = ApiError(e).into_response();
-    if missing {
-        *r.status_mut() = StatusCode::UNAUTHORIZED;
-    }
-    r
+    // RFC 6750 §3: a request refused for its credentials (missing, malformed, sent twice, or
+    // not enabling access) MUST be answered with a `WWW-Authenticate: Bearer` challenge. The
+    // 401 without an error code for a request with no credentials is decided in `crate::error`.
+    let e = match e.code {
+        ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable => e,
+        _ if e.challenge.is_none() => e.with_challenge(Some(AuthScheme::Bearer)),
+        _ => e,
+    };
+    ApiError(e).into_response()
 }
 
 pub(super) async fn userinfo(
     State(s): State<AppState>,
     method: Method,
     headers: HeaderMap,
-    Authorization(auth): Authorization,
+    auth: Result<Authorization, ApiError>,
     body: Bytes,
 ) -> Response {
+    let auth = match auth {
+        Ok(Authorization(a)) => a,
+        Err(ApiError(e)) => return fail(e),
+    };
     let form = if method == Method::POST && is_form(&headers) {
         match tessera_core::oauth::params::Params::parse(&body) {
             Ok(p) => p,
@@ -49,12 +64,14 @@ pub(super) async fn userinfo(
         Default::default()
     };
     let source = match (auth.as_deref(), form.get("access_token")) {
+        // An `Authorization` header of another scheme (say, Basic added by a proxy) does not
+        // carry an access token: the body's token is the only one.
+        (Some(h), Some(t)) if !is_bearer_scheme(h) => BearerSource::Body(t),
         // RFC 6750 §2: more than one method is invalid_request.
         (Some(_), Some(_)) => {
-            return fail(
-                OAuthError::invalid_request("the access token was sent in more than one way")
-                    .with_challenge(Some(tessera_core::error::AuthScheme::Bearer)),
-            );
+            return fail(OAuthError::invalid_request(
+                "the access token was sent in more than one way",
+            ));
         }
         (Some(h), None) => match bearer_from_header(h) {
             Ok(t) => BearerSource::Header(t),

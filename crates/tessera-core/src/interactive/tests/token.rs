@@ -231,7 +231,9 @@ async fn redirect_uri_must_be_identical() {
 async fn redirect_uri_may_be_omitted_when_the_request_omitted_it() {
     let fx = fx().await;
     let cookie = fx.alice().await;
-    let p = q("client_id=fp&response_type=code&scope=openid");
+    // RFC 6749 §4.1.1 / §4.1.3: optional in plain OAuth 2.0 (OpenID Connect requires it at the
+    // authorization endpoint, OIDC Core §3.1.2.1).
+    let p = q("client_id=fp&response_type=code&scope=profile");
     let code = fx.code(&p, &cookie).await;
     fx.token("fp", &format!("grant_type=authorization_code&code={code}"))
         .await
@@ -497,8 +499,40 @@ async fn userinfo_errors_follow_rfc6750() {
     use crate::interactive::userinfo::bearer_from_header;
     assert_eq!(bearer_from_header("Bearer abc").unwrap(), "abc");
     assert_eq!(bearer_from_header("bearer  abc ").unwrap(), "abc");
+    // RFC 6750 §3.1: another scheme is a request without credentials: a bare challenge.
+    let e = bearer_from_header("Basic abc").unwrap_err();
     assert_eq!(
-        bearer_from_header("Basic abc").unwrap_err().code,
-        ErrorCode::InvalidRequest
+        (e.code, e.description.is_none(), e.challenge),
+        (ErrorCode::InvalidRequest, true, Some(AuthScheme::Bearer))
     );
+    // "Bearer" without a token is malformed (invalid_request, with a description).
+    for v in ["Bearer", "Bearer   "] {
+        let e = bearer_from_header(v).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest, "{v}");
+        assert!(e.description.is_some(), "{v}");
+    }
+}
+
+/// RFC 7662 §2.2: `token_type` names an access token type (RFC 6749 §7.1); a refresh token is
+/// described without one, and only to the client it was issued to.
+#[tokio::test]
+async fn refresh_token_introspection_has_no_token_type() {
+    let fx = fx().await;
+    let cookie = fx.alice().await;
+    let code = fx.code(&offline_req("fp"), &cookie).await;
+    let t = fx.exchange("fp", &code).await.unwrap();
+    let refresh = t.refresh_token.unwrap();
+    let fp = fx.store.get_client("fp").await.unwrap().unwrap();
+    let body = q(&format!("token={refresh}"));
+    let v = fx.engine.introspect(&fp, &body, fx.now()).await.unwrap();
+    assert_eq!(v["active"], true, "{v}");
+    assert_eq!(v["client_id"], "fp");
+    assert!(v.get("token_type").is_none(), "{v}");
+    let web = fx.store.get_client("web").await.unwrap().unwrap();
+    let v = fx.engine.introspect(&web, &body, fx.now()).await.unwrap();
+    assert_eq!(v, serde_json::json!({"active": false}));
+    // The access token keeps its type.
+    let body = q(&format!("token={}", t.access_token));
+    let v = fx.engine.introspect(&web, &body, fx.now()).await.unwrap();
+    assert_eq!(v["token_type"], "Bearer");
 }
