@@ -310,6 +310,15 @@ pub(crate) async fn grant_refresh_token(
             old.client_id, client.client_id
         )));
     }
+    // A disabled local account refreshes no more: its grant is revoked with the family.
+    // (Directory and upstream accounts are judged by their provider at the next sign-in.)
+    if let Some(user) = engine.store.get_user_by_subject(&old.subject).await?
+        && user.disabled
+    {
+        engine.store.revoke_grant(&old.grant_id, now).await?;
+        return Err(OAuthError::invalid_grant("the user's account is disabled")
+            .with_cause(format!("local user '{}' is disabled", user.username)));
+    }
     let original = Scope::parse(&old.scope)?;
     // RFC 6749 §6: the scope may only narrow; the new refresh token keeps the original.
     let scope = match params.get("scope") {

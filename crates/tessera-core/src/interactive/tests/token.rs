@@ -536,3 +536,37 @@ async fn refresh_token_introspection_has_no_token_type() {
     let v = fx.engine.introspect(&web, &body, fx.now()).await.unwrap();
     assert_eq!(v["token_type"], "Bearer");
 }
+
+/// Disabling a local user stops refresh: `invalid_grant`, and the grant (with its access
+/// tokens) is revoked, so enabling the account again does not revive the family.
+#[tokio::test]
+async fn a_disabled_user_cannot_refresh() {
+    use crate::store::UserStore as _;
+    let fx = fx().await;
+    let cookie = fx.alice().await;
+    let code = fx.code(&offline_req("fp"), &cookie).await;
+    let t = fx.exchange("fp", &code).await.unwrap();
+    let rt = t.refresh_token.clone().unwrap();
+    let mut alice = fx.store.get_user("alice").await.unwrap().unwrap();
+    alice.disabled = true;
+    assert!(fx.store.update_user(&alice).await.unwrap());
+    let refresh = format!("grant_type=refresh_token&refresh_token={rt}");
+    let e = fx.token("fp", &refresh).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidGrant);
+    assert_eq!(
+        e.description.as_deref(),
+        Some("the user's account is disabled")
+    );
+    assert!(
+        fx.engine
+            .verify_access_token(&t.access_token, fx.now())
+            .await
+            .unwrap()
+            .is_none(),
+        "the grant's access token is revoked too"
+    );
+    alice.disabled = false;
+    assert!(fx.store.update_user(&alice).await.unwrap());
+    let e = fx.token("fp", &refresh).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidGrant);
+}
