@@ -701,25 +701,11 @@ async fn a_client_assertion_is_single_use_across_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_assertion_is_single_use_across_two_postgres_nodes() {
-    let Some(node_a) = TestServer::start_with(Options {
-        postgres: true,
-        config: format!("issuer = \"{FIXED_ISSUER}\"\n"),
-        ..Options::default()
-    })
-    .await
+    let Some((node_a, node_b)) =
+        TestServer::start_postgres_pair(&format!("issuer = \"{FIXED_ISSUER}\"\n")).await
     else {
         return;
     };
-    let node_b = TestServer::start_with(Options {
-        config: format!(
-            "issuer = \"{FIXED_ISSUER}\"\ndatabase_url = {}\n",
-            toml_string(&node_a.app.config.store.url)
-        ),
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    assert_eq!(node_b.store().backend(), "postgres");
     let key = SigningKey::generate(Algorithm::ES256, "nodes").unwrap();
     let client = private_key_jwt_client(
         &node_a,

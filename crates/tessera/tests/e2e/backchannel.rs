@@ -163,17 +163,7 @@ async fn sign_in(
     if callback.starts_with(&server.url("/login?")) {
         let (user, pw) = login.expect("single sign-on expected, got the login page");
         let page = b.get(&callback).await;
-        let p = b
-            .post(
-                &server.url("/login"),
-                &[
-                    ("tx", &page.field("tx")),
-                    ("csrf_token", &page.field("csrf_token")),
-                    ("username", user),
-                    ("password", pw),
-                ],
-            )
-            .await;
+        let p = b.submit_login(&page, user, pw).await;
         assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
         callback = p.location().to_owned();
     } else {

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tessera_core::authn::PasswordCredentials;
 use tessera_core::oauth::RequestContext;
 
 use crate::support::browser::{Browser, query};
-use crate::support::{Options, TestClient, TestServer, jwt_parts, toml_string};
+use crate::support::{TestClient, TestServer, jwt_parts, toml_string};
 
 const RP: &str = "https://rp.example/cb";
 /// RFC 7636 Appendix B.
@@ -118,39 +118,15 @@ async fn two_nodes_share_sessions_codes_tokens_keys_logout_and_lockout() {
         "issuer = {}\n[lockout.users]\nthreshold = 3\n",
         toml_string(&lb.url)
     );
-    let Some(node_a) = TestServer::start_with(Options {
-        postgres: true,
-        config: shared.clone(),
-        ..Options::default()
-    })
-    .await
-    else {
+    let Some((node_a, node_b)) = TestServer::start_postgres_pair(&shared).await else {
         return;
     };
-    let node_b = TestServer::start_with(Options {
-        config: format!(
-            "database_url = {}\n{shared}",
-            toml_string(&node_a.app.config.store.url)
-        ),
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    assert_eq!(node_b.store().backend(), "postgres");
     lb.backends.set([node_a.addr, node_b.addr]).unwrap();
 
     node_a.create_user("carol", "carol-password-1").await;
-    let mut c = node_a
-        .create_client(json!({
-            "client_name": "Cluster RP",
-            "redirect_uris": [RP],
-            "post_logout_redirect_uris": ["https://rp.example/bye"],
-            "grant_types": ["authorization_code", "refresh_token"],
-            "token_endpoint_auth_method": "client_secret_basic",
-        }))
+    let c = node_a
+        .create_web_client("Cluster RP", RP, "https://rp.example/bye", true)
         .await;
-    c.client.first_party = true;
-    node_a.store().put_client(&c.client).await.unwrap();
 
     // Sign in on node A: authorization request, login page, password.
     let mut b = Browser::fresh_connections();
@@ -164,17 +140,7 @@ async fn two_nodes_share_sessions_codes_tokens_keys_logout_and_lockout() {
     let login = b.get(&login_url).await;
     // The password form is posted to node B: the transaction lives in the store.
     lb.to(B);
-    let p = b
-        .post(
-            &format!("{}/login", lb.url),
-            &[
-                ("tx", &login.field("tx")),
-                ("csrf_token", &login.field("csrf_token")),
-                ("username", "carol"),
-                ("password", "carol-password-1"),
-            ],
-        )
-        .await;
+    let p = b.submit_login(&login, "carol", "carol-password-1").await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     let callback = if p.location().starts_with(RP) {
         p.location().to_owned()

@@ -44,34 +44,21 @@ async fn send(http: reqwest::Client, req: HttpRequest) -> Result<HttpResponse, r
 async fn sign_in(b: &mut Browser, server: &TestServer, auth_url: &str) -> String {
     let login_url = b.follow_to(auth_url, &server.url("/login")).await;
     let login = b.get(&login_url).await;
-    let p = b
-        .post(
-            &server.url("/login"),
-            &[
-                ("tx", &login.field("tx")),
-                ("csrf_token", &login.field("csrf_token")),
-                ("username", "rs-user"),
-                ("password", "rs-password-1"),
-            ],
-        )
-        .await;
-    let next = p.location().to_owned();
+    let next = b
+        .submit_login(&login, "rs-user", "rs-password-1")
+        .await
+        .location()
+        .to_owned();
     if next.starts_with(REDIRECT) {
         return next;
     }
     assert!(next.starts_with(&server.url("/consent")), "{next}");
     let consent = b.get(&next).await;
-    let p = b
-        .post(
-            &server.url("/consent"),
-            &[
-                ("tx", &consent.field("tx")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "allow"),
-            ],
-        )
-        .await;
-    let next = p.location().to_owned();
+    let next = b
+        .submit_consent(&consent, "allow")
+        .await
+        .location()
+        .to_owned();
     if next.starts_with(REDIRECT) {
         next
     } else {

@@ -32,18 +32,9 @@ fn authorize_url(server: &TestServer, client_id: &str, extra: &str) -> String {
 }
 
 async fn web_client(server: &TestServer, first_party: bool) -> TestClient {
-    let mut c = server
-        .create_client(json!({
-            "client_name": "Team Wiki",
-            "redirect_uris": [RP],
-            "post_logout_redirect_uris": ["https://rp.example/bye"],
-            "grant_types": ["authorization_code", "refresh_token"],
-            "token_endpoint_auth_method": "client_secret_basic",
-        }))
-        .await;
-    c.client.first_party = first_party;
-    server.store().put_client(&c.client).await.unwrap();
-    c
+    server
+        .create_web_client("Team Wiki", RP, "https://rp.example/bye", first_party)
+        .await
 }
 
 fn assert_page_headers(p: &Page) {
@@ -176,16 +167,7 @@ async fn code_flow_through_the_pages() {
     let consent = b.get(consent_url).await;
     assert_page_headers(&consent);
     assert!(consent.body.contains("Team Wiki") && consent.body.contains("Stay signed in"));
-    let p = b
-        .post(
-            &server.url("/consent"),
-            &[
-                ("tx", &consent.field("tx")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "allow"),
-            ],
-        )
-        .await;
+    let p = b.submit_consent(&consent, "allow").await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
     let callback = p.location();
     assert!(callback.starts_with(RP));
@@ -399,17 +381,7 @@ async fn a_transaction_belongs_to_its_browser() {
     let login = attacker.get(p.location()).await;
     // The victim's browser cannot use the attacker's transaction (login CSRF).
     victim.get(&authorize_url(&server, &c.client_id, "")).await;
-    let p = victim
-        .post(
-            &server.url("/login"),
-            &[
-                ("tx", &login.field("tx")),
-                ("csrf_token", &login.field("csrf_token")),
-                ("username", "alice"),
-                ("password", "pw-alice-1"),
-            ],
-        )
-        .await;
+    let p = victim.submit_login(&login, "alice", "pw-alice-1").await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST);
     assert!(p.body.contains("another browser"));
 }
@@ -422,17 +394,7 @@ async fn logout_without_a_hint_asks_first() {
     let mut b = Browser::new();
     let p = b.get(&authorize_url(&server, &c.client_id, "")).await;
     let login = b.get(p.location()).await;
-    let p = b
-        .post(
-            &server.url("/login"),
-            &[
-                ("tx", &login.field("tx")),
-                ("csrf_token", &login.field("csrf_token")),
-                ("username", "alice"),
-                ("password", "pw-alice-2"),
-            ],
-        )
-        .await;
+    let p = b.submit_login(&login, "alice", "pw-alice-2").await;
     assert!(p.location().starts_with(RP), "first-party: no consent page");
     let page = b
         .get(&server.url(&format!(
@@ -525,18 +487,14 @@ fn rp_env(
 }
 
 async fn rp_client(server: &TestServer, redirect: &str, first_party: bool) -> TestClient {
-    let mut c = server
-        .create_client(json!({
-            "client_name": "Interop RP",
-            "redirect_uris": [redirect],
-            "post_logout_redirect_uris": [format!("{redirect}/bye")],
-            "grant_types": ["authorization_code", "refresh_token"],
-            "token_endpoint_auth_method": "client_secret_basic",
-        }))
-        .await;
-    c.client.first_party = first_party;
-    server.store().put_client(&c.client).await.unwrap();
-    c
+    server
+        .create_web_client(
+            "Interop RP",
+            redirect,
+            &format!("{redirect}/bye"),
+            first_party,
+        )
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

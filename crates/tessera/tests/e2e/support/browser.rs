@@ -182,6 +182,35 @@ impl Browser {
             .insert(name.to_owned(), value.to_owned());
     }
 
+    /// Submit the login form of `page` (a `/login?tx=…` page) with these credentials.
+    pub async fn submit_login(&mut self, page: &Page, username: &str, password: &str) -> Page {
+        let action = action_url(&page.url, "/login");
+        self.post(
+            &action,
+            &[
+                ("tx", &page.field("tx")),
+                ("csrf_token", &page.field("csrf_token")),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    /// Answer the consent form of `page` (a `/consent?tx=…` page): `"allow"` or `"deny"`.
+    pub async fn submit_consent(&mut self, page: &Page, decision: &str) -> Page {
+        let action = action_url(&page.url, "/consent");
+        self.post(
+            &action,
+            &[
+                ("tx", &page.field("tx")),
+                ("csrf_token", &page.field("csrf_token")),
+                ("decision", decision),
+            ],
+        )
+        .await
+    }
+
     /// The last `Set-Cookie` header received for `name`, attributes included.
     pub fn last_set_cookie(&self, name: &str) -> &str {
         self.set_cookies
@@ -190,6 +219,14 @@ impl Browser {
             .find(|c| c.starts_with(&format!("{name}=")))
             .unwrap_or_else(|| panic!("no Set-Cookie for {name}"))
     }
+}
+
+/// `path` on the origin of `url` (where a page's form posts to).
+fn action_url(url: &str, path: &str) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_path(path);
+    u.set_query(None);
+    u.to_string()
 }
 
 /// `host:port` of `url`, the key of its cookies.

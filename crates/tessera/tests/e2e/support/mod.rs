@@ -87,6 +87,28 @@ impl TestServer {
         .expect("a SQLite test server always starts")
     }
 
+    /// Two nodes of one cluster: both on the same fresh PostgreSQL database (and master key),
+    /// each with `config`. `None` as for [`TestServer::start_with`] without PostgreSQL.
+    pub async fn start_postgres_pair(config: &str) -> Option<(TestServer, TestServer)> {
+        let node_a = TestServer::start_with(Options {
+            postgres: true,
+            config: config.to_owned(),
+            ..Options::default()
+        })
+        .await?;
+        let node_b = TestServer::start_with(Options {
+            config: format!(
+                "database_url = {}\n{config}",
+                toml_string(&node_a.app.config.store.url)
+            ),
+            ..Options::default()
+        })
+        .await
+        .expect("second node");
+        assert_eq!(node_b.store().backend(), "postgres");
+        Some((node_a, node_b))
+    }
+
     /// `None` only when PostgreSQL was asked for and `TEST_DATABASE_URL` is not set (the test
     /// should return early; a notice is printed once).
     pub async fn start_with(options: Options) -> Option<TestServer> {
@@ -176,6 +198,32 @@ impl TestServer {
             secret,
             client,
         }
+    }
+
+    /// A confidential web application (`client_secret_basic`, code and refresh grants) with
+    /// one redirect URI and one post-logout redirect URI; `first_party` skips consent.
+    pub async fn create_web_client(
+        &self,
+        name: &str,
+        redirect_uri: &str,
+        post_logout_redirect_uri: &str,
+        first_party: bool,
+    ) -> TestClient {
+        let mut c = self
+            .create_client(json!({
+                "client_name": name,
+                "redirect_uris": [redirect_uri],
+                "post_logout_redirect_uris": [post_logout_redirect_uri],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "token_endpoint_auth_method": "client_secret_basic",
+            }))
+            .await;
+        c.client.first_party = first_party;
+        self.store()
+            .put_client(&c.client)
+            .await
+            .expect("store client");
+        c
     }
 
     /// A confidential `client_credentials` client using `client_secret_basic`.
