@@ -84,18 +84,8 @@ impl Harness {
         bearer: Option<&str>,
         body: Option<&Value>,
     ) -> Response {
-        let mut b = Request::builder().method(method).uri(path);
-        if let Some(t) = bearer {
-            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let body = match body {
-            Some(v) => {
-                b = b.header(header::CONTENT_TYPE, "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        self.send(b.body(body).unwrap()).await
+        self.send(common::json_request(method, path, bearer, body))
+            .await
     }
 
     async fn register(&self, token: Option<&str>, meta: &Value) -> Response {

@@ -5,8 +5,7 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use common::{ISSUER, Server};
 use serde_json::{Value, json};
 use tessera_core::model::Client;
@@ -39,18 +38,9 @@ async fn send(
     bearer: Option<&str>,
     body: Option<&Value>,
 ) -> Response {
-    let mut b = Request::builder().method(method).uri(path);
-    if let Some(t) = bearer {
-        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    let body = match body {
-        Some(v) => {
-            b = b.header(header::CONTENT_TYPE, "application/json");
-            Body::from(v.to_string())
-        }
-        None => Body::empty(),
-    };
-    let (status, headers, bytes) = h.call(b.body(body).unwrap()).await;
+    let (status, headers, bytes) = h
+        .call(common::json_request(method, path, bearer, body))
+        .await;
     let body = if bytes.is_empty() {
         Value::Null
     } else {

@@ -7,10 +7,11 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http_body_util::BodyExt;
+use serde_json::Value;
 use tessera_core::Engine;
 use tessera_core::authn::Chain;
 use tessera_core::clock::ManualClock;
@@ -100,6 +101,28 @@ impl Server {
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         (status, headers, body)
     }
+}
+
+/// A request with a JSON body (`application/json`) when `body` is given, and a Bearer token
+/// when `bearer` is.
+pub fn json_request(
+    method: Method,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&Value>,
+) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(path);
+    if let Some(t) = bearer {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let body = match body {
+        Some(v) => {
+            b = b.header(header::CONTENT_TYPE, "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    b.body(body).unwrap()
 }
 
 /// The `Authorization` value for HTTP Basic client authentication.
