@@ -575,52 +575,38 @@ async fn userinfo_errors_always_carry_a_bearer_challenge() {
     assert_eq!(r.json["error"], "invalid_request");
     assert!(r.challenge().unwrap().starts_with("Bearer "));
     assert!(r.challenge().unwrap().contains("error=\"invalid_request\""));
-    let r = send(
-        &h,
-        Request::get("/userinfo")
-            .header(header::AUTHORIZATION, "Bearer a")
-            .header(header::AUTHORIZATION, "Bearer b")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.challenge().unwrap().contains("error=\"invalid_request\""));
-    // "Bearer" without a token is malformed, not an invalid token.
-    let r = send(
-        &h,
-        Request::get("/userinfo")
-            .header(header::AUTHORIZATION, "Bearer")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.challenge().unwrap().contains("error=\"invalid_request\""));
-    // An invalid token: 401 invalid_token; a token without openid: 403 insufficient_scope.
-    let r = send(
-        &h,
-        Request::get("/userinfo")
-            .header(header::AUTHORIZATION, "Bearer not-a-token")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(r.challenge().unwrap().contains("error=\"invalid_token\""));
     let (access, _) = user_grant(&h, "web", "profile").await;
-    let r = send(
-        &h,
-        Request::get("/userinfo")
-            .header(header::AUTHORIZATION, format!("Bearer {access}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert!(
-        r.challenge()
-            .unwrap()
-            .contains("error=\"insufficient_scope\"")
-    );
+    let openid_less = format!("Bearer {access}");
+    // Each row: the Authorization headers sent, the status and the challenge's error code.
+    let cases: [(&[&str], StatusCode, &str); 4] = [
+        (
+            &["Bearer a", "Bearer b"],
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        // "Bearer" without a token is malformed, not an invalid token.
+        (&["Bearer"], StatusCode::BAD_REQUEST, "invalid_request"),
+        (
+            &["Bearer not-a-token"],
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+        ),
+        // A token without openid: 403 insufficient_scope.
+        (&[&openid_less], StatusCode::FORBIDDEN, "insufficient_scope"),
+    ];
+    for (authorizations, status, error) in cases {
+        let mut req = Request::get("/userinfo");
+        for a in authorizations {
+            req = req.header(header::AUTHORIZATION, *a);
+        }
+        let r = send(&h, req.body(Body::empty()).unwrap()).await;
+        assert_eq!(r.status, status, "{authorizations:?}");
+        assert!(
+            r.challenge()
+                .unwrap()
+                .contains(&format!("error=\"{error}\"")),
+            "{authorizations:?}: {:?}",
+            r.challenge()
+        );
+    }
 }
