@@ -192,14 +192,14 @@ pub const UPSTREAM_CATALOG: &[Entry] = &[
         code: "TSR-UPSTREAM-MALFORMED",
         title: "upstream response malformed",
         category: Category::Config,
-        explanation: "A response of the upstream is not what OpenID Connect requires (no id_token, not JSON, no sub, userinfo for another subject).",
+        explanation: "A response of the upstream is not what OpenID Connect requires (no id_token, no Bearer access token, not JSON, no sub, userinfo for another subject).",
         remedy: "Check that the upstream is an OpenID provider and that the openid scope is requested.",
     },
     Entry {
         code: "TSR-UPSTREAM-STATE",
         title: "sign-in state mismatch",
         category: Category::Attempt,
-        explanation: "The callback's state does not match the sign-in this browser started (cookie missing or expired, another tab, or a forged callback).",
+        explanation: "The callback's state does not match the sign-in this browser started (cookie missing or expired, another tab, a callback already used, or a forged callback).",
         remedy: "Start the sign-in again from the application; cookies must be enabled.",
     },
     Entry {

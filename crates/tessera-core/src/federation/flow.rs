@@ -7,9 +7,12 @@
 //! the master key (AES-256-GCM), so nothing is stored server-side and any node can finish.
 //!
 //! **Callback** (`GET /federation/{name}/callback?code&state&iss`): the cookie's `state` must
-//! equal the parameter (constant time); `iss`, when sent or advertised (RFC 9207), must equal
+//! equal the parameter (constant time) and must not have been used before (each state is
+//! remembered in the store at its first callback, so a replayed callback is refused before the
+//! upstream is asked); `iss`, when sent or advertised (RFC 9207), must equal
 //! the issuer; then the code exchange (client authentication per configuration, PKCE
-//! verifier), ID token validation, userinfo (its `sub` must match), claim mapping, account
+//! verifier; the response must carry a Bearer access token and an ID token), ID token
+//! validation, userinfo (its `sub` must match), claim mapping, account
 //! linking, and a session like a password sign-in's.
 //!
 //! Every failure is an [`UpstreamFailure`]: logged once with its message and code, recorded in
@@ -93,6 +96,21 @@ pub fn redirect_uri(engine: &Engine, name: &str) -> String {
 
 fn pkce_challenge(verifier: &str) -> String {
     B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref())
+}
+
+/// An `error` or `error_description` of the upstream, fit for the log and the trace: at most
+/// `max` characters, each outside RFC 6749's set (%x20-21 / %x23-5B / %x5D-7E) replaced by `?`.
+pub(crate) fn sanitize(s: &str, max: usize) -> String {
+    s.chars()
+        .take(max)
+        .map(|c| {
+            if matches!(c, ' '..='~') && c != '"' && c != '\\' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value (RFC 6749 §2.3.1 for Basic).
@@ -302,6 +320,35 @@ impl Engine {
                 "the state parameter does not match this browser's pending sign-in",
             ));
         }
+        // RFC 6749 §10.12 / OIDC Core §15.5.2: the state (and with it the nonce and the PKCE
+        // verifier) is single-use. The pending sign-in lives in the browser, so a captured
+        // cookie and callback URL could otherwise be replayed until the cookie expires: each
+        // state is remembered (atomically, on every node) at its first callback, before any
+        // call to the upstream.
+        let first = self
+            .store
+            .remember_once(
+                &format!(
+                    "federation-state:{name}:{}",
+                    self.master.hash_token(&pending.state)
+                ),
+                pending.expires_at,
+                now,
+            )
+            .await
+            .map_err(|e| {
+                FlowError::from(UpstreamFailure::new(
+                    name,
+                    Stage::Callback,
+                    FailureClass::Internal,
+                    format!("store: {e}"),
+                ))
+            })?;
+        if !first {
+            return Err(state_fail(
+                "this sign-in's callback was already used (a replayed callback): its state is single-use",
+            ));
+        }
         trace.step(&component, "check:state", "ok", || crate::detail! {});
         let tx = Transaction::open(self, &pending.tx, bind, now).map_err(FlowError::Tx)?;
 
@@ -339,13 +386,23 @@ impl Engine {
             .into());
         }
         if let Some(err) = params.get("error") {
-            let desc = params.get("error_description").unwrap_or_default();
-            let shown: String = format!("{err}: {desc}").chars().take(300).collect();
+            // RFC 6749 §4.1.2.1: error and error_description are limited to printable ASCII
+            // without `"` and `\`; whatever else arrives (a newline forging a log line, markup)
+            // is replaced before it reaches the log and the trace.
+            let err = sanitize(err, 64);
+            let desc = sanitize(params.get("error_description").unwrap_or_default(), 300);
+            trace.step(&component, "authorization_response", "error", || {
+                crate::detail! {"error" => err, "error_description" => desc}
+            });
             return Err(UpstreamFailure::new(
                 name,
                 Stage::Callback,
-                FailureClass::UpstreamDenied(err.chars().take(64).collect()),
-                shown,
+                FailureClass::UpstreamDenied(err.clone()),
+                if desc.is_empty() {
+                    err
+                } else {
+                    format!("{err}: {desc}")
+                },
             )
             .into());
         }
@@ -501,16 +558,17 @@ impl Engine {
             None
         };
         if !(200..300).contains(&reply.status) {
+            // RFC 6749 §5.2: the same character set as in the authorization response.
             let err = body
                 .as_ref()
                 .and_then(|b| b.get("error"))
                 .and_then(Value::as_str)
-                .map(|s| s.chars().take(64).collect::<String>());
+                .map(|s| sanitize(s, 64));
             let desc = body
                 .as_ref()
                 .and_then(|b| b.get("error_description"))
                 .and_then(Value::as_str)
-                .map(|s| s.chars().take(300).collect::<String>())
+                .map(|s| sanitize(s, 300))
                 .unwrap_or_default();
             let class = match err.as_deref() {
                 Some("invalid_client") => FailureClass::InvalidClient,
@@ -583,6 +641,33 @@ impl Engine {
                 format!("{url} returned no id_token (is the openid scope granted?)"),
             ));
         };
+        // OIDC Core §3.1.3.5 (validate the token response per RFC 6749 §5.1): access_token and
+        // token_type are REQUIRED, and token_type MUST be Bearer (OIDC Core §3.1.3.3; token
+        // types compare case-insensitively, RFC 6749 §5.1). Another type (DPoP, …) would make
+        // the userinfo call with `Authorization: Bearer` wrong.
+        let token_type = body.get("token_type").and_then(Value::as_str);
+        let problem = match (&access_token, token_type) {
+            (None, _) => Some("no access_token".to_owned()),
+            (Some(at), _) if at.is_empty() => Some("an empty access_token".to_owned()),
+            (_, None) => Some("no token_type".to_owned()),
+            (_, Some(t)) if !t.eq_ignore_ascii_case("Bearer") => Some(format!(
+                "token_type \"{}\" instead of Bearer",
+                sanitize(t, 64)
+            )),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            ctx.trace
+                .step(&component, "check:token_response", "failed", || {
+                    crate::detail! {"reason" => problem}
+                });
+            return Err(UpstreamFailure::new(
+                name,
+                Stage::TokenRequest,
+                FailureClass::Malformed,
+                format!("{url} answered {problem} (RFC 6749 §5.1, OIDC Core §3.1.3.3)"),
+            ));
+        }
         Ok(Tokens {
             id_token,
             access_token,

@@ -9,7 +9,7 @@
 //! 4. `aud` contains our `client_id`, and any other audience is trusted; with several
 //!    audiences `azp` must be present, and when present it must be our `client_id`;
 //! 5. `exp` is after now (minus skew); `iat` is not after now (plus skew) and not older than
-//!    `max_id_token_age` (plus skew);
+//!    `max_id_token_age` (plus skew); `nbf`, when present, is not after now (plus skew);
 //! 6. `nonce` equals the one sent;
 //! 7. `at_hash`, when present and an access token came with it, matches;
 //! 8. `sub` is a non-empty string.
@@ -183,11 +183,14 @@ pub async fn validate(
     }
 
     // aud / azp
+    // RFC 7519 §4.1.3: aud is a string or an array of strings. An entry that is not a string
+    // is kept (as its JSON text) so that it counts as an untrusted audience (OIDC Core
+    // §3.1.3.7 item 3) instead of being dropped and the token accepted.
     let auds: Vec<String> = match claims.get("aud") {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(a)) => a
             .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
             .collect(),
         _ => Vec::new(),
     };
@@ -295,6 +298,37 @@ pub async fn validate(
                 ),
             ),
         });
+    }
+
+    // nbf: optional in an ID token, but when present the token "MUST NOT be accepted for
+    // processing" before it (RFC 7519 §4.1.5), with the same skew.
+    if let Some(v) = claims.get("nbf") {
+        let nbf = num(&claims, "nbf");
+        let nbf_ok = nbf.is_some_and(|n| n <= now + skew);
+        check(
+            "nbf",
+            nbf_ok,
+            Value::String(format!("not after now ({now}) + skew {skew}s")),
+            v.clone(),
+        );
+        match nbf {
+            None => {
+                return Err(fail(
+                    FailureClass::Malformed,
+                    "id_token nbf is not a number".into(),
+                ));
+            }
+            Some(n) if !nbf_ok => {
+                return Err(fail(
+                    FailureClass::ClockSkew,
+                    format!(
+                        "nbf {n} is {} s in the future of this server's time {now} (allowed skew {skew} s): the clocks differ",
+                        n - now
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
     }
 
     // nonce

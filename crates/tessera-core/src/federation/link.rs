@@ -2,12 +2,18 @@
 //! principal.
 //!
 //! Links live in the store's meta table under `federation-link:{upstream}:{sub}` (value:
-//! `{"subject": local subject}`), so every node sees them and no schema change is needed. The
-//! key uses the upstream's configured name, which stands for its issuer.
+//! `{"subject": local subject, "iss": issuer}`), so every node sees them and no schema change
+//! is needed. The key uses the upstream's configured name; the value records the issuer the
+//! link was made for, because only `iss` and `sub` together identify an end user (OIDC Core
+//! §5.7): when an administrator points the name at another issuer, its `sub`s are not the old
+//! ones and the old links are refused. The reverse key `federation-linked:{upstream}:{subject}`
+//! names the one upstream `sub` a local account is linked to.
 //!
 //! Policies ([`LinkPolicy`]): `jit` creates a local user (no password) on first sign-in;
 //! `link_verified_email` links to the one enabled local user with the same email when the
-//! upstream marks the email verified; `deny` accepts only existing links.
+//! upstream marks the email verified, the local account's email is verified too, and the
+//! account is not linked to another identity of that upstream; `deny` accepts only existing
+//! links.
 
 use serde_json::{Map, Value, json};
 
@@ -87,18 +93,35 @@ pub fn link_key(upstream: &str, sub: &str) -> String {
     format!("federation-link:{upstream}:{sub}")
 }
 
-/// Link an upstream identity to a local subject (administrators, and `deny` set-ups).
+/// The meta key naming the upstream `sub` a local account is linked to.
+pub fn reverse_key(upstream: &str, local_subject: &str) -> String {
+    format!("federation-linked:{upstream}:{local_subject}")
+}
+
+/// Link an upstream identity to a local subject (administrators, and `deny` set-ups), for the
+/// issuer the upstream is configured with now.
 pub async fn link(
     engine: &Engine,
     upstream: &str,
     sub: &str,
     local_subject: &str,
 ) -> Result<(), StoreError> {
+    let issuer = engine
+        .upstreams
+        .get(upstream)
+        .map(|u| u.config.issuer.clone());
     engine
         .store
         .put_meta(
             &link_key(upstream, sub),
-            &json!({ "subject": local_subject }),
+            &json!({ "subject": local_subject, "iss": issuer }),
+        )
+        .await?;
+    engine
+        .store
+        .put_meta(
+            &reverse_key(upstream, local_subject),
+            &json!({ "sub": sub }),
         )
         .await
 }
@@ -142,10 +165,30 @@ pub async fn resolve(
         });
         UpstreamFailure::new(name, Stage::Linking, class, detail)
     };
-    if let Some(subject) = linked_subject(engine, name, &id.sub)
+    let existing = engine
+        .store
+        .get_meta(&link_key(name, &id.sub))
         .await
-        .map_err(|e| store_failure(up, e))?
-    {
+        .map_err(|e| store_failure(up, e))?;
+    if let Some(link) = existing {
+        let subject = link
+            .get("subject")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        // OIDC Core §5.7: a sub means something only with its issuer. A link recorded for
+        // another issuer (the upstream's name now points elsewhere) is not this identity's.
+        if let Some(linked_iss) = link.get("iss").and_then(Value::as_str)
+            && linked_iss != up.config.issuer
+        {
+            return Err(fail(
+                FailureClass::NotLinked,
+                format!(
+                    "upstream sub {} is linked for issuer \"{linked_iss}\", but the upstream's issuer is now \"{}\" (iss and sub together identify a user)",
+                    id.sub, up.config.issuer
+                ),
+            ));
+        }
         let user = engine
             .store
             .get_user_by_subject(&subject)
@@ -209,6 +252,17 @@ pub async fn resolve(
                 })
                 .collect();
             match <[User; 1]>::try_from(matches) {
+                // An email both sides have verified, and only then: a local account whose
+                // email nobody verified would go to whoever owns that address upstream.
+                Ok([u]) if !u.email_verified => {
+                    return Err(fail(
+                        FailureClass::NotLinked,
+                        format!(
+                            "local user '{}' has the email {email}, but not verified: linking = \"link_verified_email\" needs both sides verified",
+                            u.username
+                        ),
+                    ));
+                }
                 Ok([u]) => u,
                 Err(v) if v.is_empty() => {
                     return Err(fail(
@@ -231,12 +285,33 @@ pub async fn resolve(
             .await
             .map_err(|e| store_failure(up, e))?,
     };
+    // One upstream identity per local account and upstream: an email that moved to another
+    // upstream account (a new sub) does not inherit the local account linked to the first
+    // (OIDC Core §5.7: email is not a stable identifier). Claimed atomically, first wins.
+    let claimed = engine
+        .store
+        .put_meta_if_absent(&reverse_key(name, &user.subject), &json!({ "sub": id.sub }))
+        .await
+        .map_err(|e| store_failure(up, e))?;
+    if let Some(other) = claimed
+        .get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| *s != id.sub)
+    {
+        return Err(fail(
+            FailureClass::NotLinked,
+            format!(
+                "local user '{}' is already linked to upstream sub {other}; upstream sub {} (same email) is not linked to it",
+                user.username, id.sub
+            ),
+        ));
+    }
     // Another node may have linked the same identity meanwhile: the first link wins.
     let stored = engine
         .store
         .put_meta_if_absent(
             &link_key(name, &id.sub),
-            &json!({ "subject": user.subject }),
+            &json!({ "subject": user.subject, "iss": up.config.issuer }),
         )
         .await
         .map_err(|e| store_failure(up, e))?;

@@ -264,3 +264,246 @@ fn chain_refusal_has_a_code_and_a_remedy() {
     assert!(f.message().contains("failed at chain decision: [TSR-UPSTREAM-CHAIN] refused by the authentication chain ('corp' is mandatory)"));
     assert!(f.class.remedy().contains("SUFFICIENT"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// ID token validation (OIDC Core §3.1.3.7) over a fake upstream that serves only its JWKS.
+
+mod id_token_checks {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use serde_json::{Value, json};
+    use tessera_jose::{Algorithm, SigningKey};
+
+    use super::super::id_token::{Expected, validate};
+    use super::super::keys::Metadata;
+    use super::super::{
+        FailureClass, HttpReply, ProxyRefusal, TransportError, Upstream, UpstreamClientAuth,
+        UpstreamConfig, UpstreamHttp,
+    };
+    use crate::trace::TraceHandle;
+
+    const NOW: i64 = 1_700_000_000;
+    const ISS: &str = "https://idp.example";
+
+    struct Jwks(Vec<u8>);
+
+    #[async_trait]
+    impl UpstreamHttp for Jwks {
+        async fn get(&self, _: &str, _: &str, _: Option<&str>) -> Result<Vec<u8>, TransportError> {
+            Ok(self.0.clone())
+        }
+        async fn post_form(
+            &self,
+            _: &str,
+            _: &[(String, String)],
+            _: Option<(&str, &str)>,
+        ) -> Result<HttpReply, TransportError> {
+            unreachable!("no token request here")
+        }
+        async fn proxy_refusal(&self, _: &str) -> Option<ProxyRefusal> {
+            None
+        }
+    }
+
+    fn setup() -> (SigningKey, Upstream, Metadata) {
+        let key = SigningKey::generate(Algorithm::ES256, "k1").unwrap();
+        let jwks = serde_json::to_vec(&json!({ "keys": [key.public_jwk()] })).unwrap();
+        let config = UpstreamConfig::new(
+            "corp",
+            ISS,
+            "tessera",
+            UpstreamClientAuth::SecretBasic(crate::secret::Secret::new("s")),
+        );
+        let meta = Metadata {
+            issuer: ISS.into(),
+            authorization_endpoint: format!("{ISS}/authorize"),
+            token_endpoint: format!("{ISS}/token"),
+            jwks_uri: format!("{ISS}/jwks"),
+            userinfo_endpoint: None,
+            id_token_signing_alg_values_supported: vec!["ES256".into()],
+            token_endpoint_auth_methods_supported: Vec::new(),
+            authorization_response_iss_parameter_supported: false,
+        };
+        (key, Upstream::new(config, Arc::new(Jwks(jwks))), meta)
+    }
+
+    fn claims() -> Value {
+        json!({
+            "iss": ISS,
+            "sub": "u-1",
+            "aud": "tessera",
+            "exp": NOW + 300,
+            "iat": NOW,
+            "nonce": "n-1",
+        })
+    }
+
+    /// Sign `claims` (with `edit` applied) and validate: the failure's class, or `None`.
+    async fn outcome(edit: impl FnOnce(&mut Value)) -> Option<FailureClass> {
+        let (key, up, meta) = setup();
+        let mut c = claims();
+        edit(&mut c);
+        let token = key.sign_jwt(Some("JWT"), &c).unwrap();
+        let expected = Expected {
+            nonce: "n-1",
+            access_token: None,
+            now: NOW,
+        };
+        validate(&up, &meta, &token, &expected, &TraceHandle::on())
+            .await
+            .err()
+            .map(|f| f.class)
+    }
+
+    #[tokio::test]
+    async fn a_valid_token_passes() {
+        assert_eq!(outcome(|_| {}).await, None);
+        // Several audiences, all trusted, with azp = our client: accepted.
+        let (key, mut up, meta) = setup();
+        up.config.trusted_audiences = vec!["api".into()];
+        let mut c = claims();
+        c["aud"] = json!(["tessera", "api"]);
+        c["azp"] = json!("tessera");
+        let token = key.sign_jwt(Some("JWT"), &c).unwrap();
+        let exp = Expected {
+            nonce: "n-1",
+            access_token: None,
+            now: NOW,
+        };
+        assert!(
+            validate(&up, &meta, &token, &exp, &TraceHandle::off())
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn each_claim_check_fails_with_its_class() {
+        type Edit = Box<dyn FnOnce(&mut Value)>;
+        let cases: Vec<(&str, Edit, FailureClass)> = vec![
+            (
+                "iss",
+                Box::new(|c| c["iss"] = json!("https://idp.example/")),
+                FailureClass::IssuerMismatch,
+            ),
+            (
+                "aud",
+                Box::new(|c| c["aud"] = json!("other")),
+                FailureClass::AudienceMismatch,
+            ),
+            (
+                "untrusted extra aud",
+                Box::new(|c| {
+                    c["aud"] = json!(["tessera", "other"]);
+                    c["azp"] = json!("tessera");
+                }),
+                FailureClass::AudienceMismatch,
+            ),
+            (
+                // RFC 7519 §4.1.3: a non-string audience is not silently dropped.
+                "non-string aud entry",
+                Box::new(|c| c["aud"] = json!(["tessera", 42])),
+                FailureClass::AudienceMismatch,
+            ),
+            (
+                "azp of another client",
+                Box::new(|c| c["azp"] = json!("other")),
+                FailureClass::AudienceMismatch,
+            ),
+            (
+                "exp",
+                Box::new(|c| c["exp"] = json!(NOW - 61)),
+                FailureClass::Expired,
+            ),
+            (
+                "iat in the future",
+                Box::new(|c| c["iat"] = json!(NOW + 61)),
+                FailureClass::ClockSkew,
+            ),
+            (
+                // RFC 7519 §4.1.5: not before nbf (plus skew).
+                "nbf in the future",
+                Box::new(|c| c["nbf"] = json!(NOW + 61)),
+                FailureClass::ClockSkew,
+            ),
+            (
+                "nbf not a number",
+                Box::new(|c| c["nbf"] = json!("soon")),
+                FailureClass::Malformed,
+            ),
+            (
+                "nonce",
+                Box::new(|c| c["nonce"] = json!("n-2")),
+                FailureClass::NonceMismatch,
+            ),
+            (
+                "no nonce",
+                Box::new(|c| {
+                    c.as_object_mut().unwrap().remove("nonce");
+                }),
+                FailureClass::NonceMismatch,
+            ),
+        ];
+        for (name, edit, want) in cases {
+            assert_eq!(outcome(edit).await, Some(want), "{name}");
+        }
+        // Within the skew: accepted.
+        assert_eq!(outcome(|c| c["nbf"] = json!(NOW + 59)).await, None);
+        assert_eq!(outcome(|c| c["exp"] = json!(NOW - 59)).await, None);
+    }
+
+    #[tokio::test]
+    async fn several_audiences_need_azp() {
+        let (key, mut up, meta) = setup();
+        up.config.trusted_audiences = vec!["api".into()];
+        let mut c = claims();
+        c["aud"] = json!(["tessera", "api"]);
+        let token = key.sign_jwt(Some("JWT"), &c).unwrap();
+        let exp = Expected {
+            nonce: "n-1",
+            access_token: None,
+            now: NOW,
+        };
+        let f = validate(&up, &meta, &token, &exp, &TraceHandle::off())
+            .await
+            .unwrap_err();
+        assert_eq!(f.class, FailureClass::AudienceMismatch, "{f}");
+    }
+
+    #[tokio::test]
+    async fn hmac_and_unadvertised_algorithms_are_refused() {
+        let (_, up, meta) = setup();
+        let exp = Expected {
+            nonce: "n-1",
+            access_token: None,
+            now: NOW,
+        };
+        // An RS256 token when the upstream advertises ES256 only.
+        let rsa = SigningKey::generate(Algorithm::RS256, "k1").unwrap();
+        let token = rsa.sign_jwt(Some("JWT"), &claims()).unwrap();
+        let f = validate(&up, &meta, &token, &exp, &TraceHandle::off())
+            .await
+            .unwrap_err();
+        assert_eq!(f.class, FailureClass::AlgorithmRejected, "{f}");
+        // HS256 keyed with anything: never, even when advertised.
+        let mut meta = meta;
+        meta.id_token_signing_alg_values_supported = vec!["HS256".into(), "none".into()];
+        let hs = tessera_jose::HmacKey::new(Algorithm::HS256, b"0123456789abcdef0123456789abcdef")
+            .unwrap();
+        let token = hs.sign_jwt(Some("JWT"), &claims()).unwrap();
+        let f = validate(&up, &meta, &token, &exp, &TraceHandle::off())
+            .await
+            .unwrap_err();
+        assert_eq!(f.class, FailureClass::AlgorithmRejected, "{f}");
+    }
+}
+
+#[test]
+fn upstream_error_text_is_sanitized() {
+    assert_eq!(
+        super::flow::sanitize("bad\nINFO forged \"x\" \\ é", 300),
+        "bad?INFO forged ?x? ? ?"
+    );
+    assert_eq!(super::flow::sanitize("access_denied", 6), "access");
+}

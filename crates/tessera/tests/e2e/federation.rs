@@ -362,8 +362,12 @@ async fn wrong_client_secret_is_invalid_client() {
     );
 }
 
+/// RFC 6749 §10.12 / OIDC Core §15.5.2: the state (and the nonce and PKCE verifier with it)
+/// is single-use. A callback replayed with its captured pending-sign-in cookie is refused
+/// before the upstream is asked (before the fix it reached the token endpoint, and only the
+/// upstream's own code reuse check stopped it).
 #[tokio::test]
-async fn replayed_callback_is_invalid_grant() {
+async fn replayed_callback_is_refused_before_the_exchange() {
     let s = setup().await;
     s.install(s.raw());
     s.trace_on();
@@ -372,22 +376,161 @@ async fn replayed_callback_is_invalid_grant() {
     let pending = b.cookie(&cb, "tessera_upstream").unwrap();
     let r = b.get(&cb).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    // Replay the same code with the same (captured) state cookie.
+    // Replay the same callback with the same (captured) state cookie.
     b.set_cookie(&cb, "tessera_upstream", &pending);
     let r = b.get(&cb).await;
-    assert_user_page(&r, &s.upstream_secret);
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let t = s.trace(r.request_id());
     assert_failure(
-        &s.trace(r.request_id()),
-        "TSR-UPSTREAM-INVALID-GRANT",
-        "[TSR-UPSTREAM-INVALID-GRANT] the upstream answered invalid_grant",
+        &t,
+        "TSR-UPSTREAM-STATE",
+        "state mismatch: this sign-in's callback was already used",
     );
-    // Without the state cookie: a state mismatch, not an exchange.
+    assert!(
+        !steps(&t).iter().any(|st| st.contains(" token_request=")),
+        "no code exchange for a replay: {:?}",
+        steps(&t)
+    );
+    // Without the state cookie: a state mismatch too.
     let r = b.get(&cb).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_failure(
         &s.trace(r.request_id()),
         "TSR-UPSTREAM-STATE",
         "state mismatch",
+    );
+}
+
+/// A code the upstream does not know (with this browser's own state): the upstream answers
+/// invalid_grant, and that is named.
+#[tokio::test]
+async fn unknown_code_is_invalid_grant() {
+    let s = setup().await;
+    s.install(s.raw());
+    s.trace_on();
+    let mut b = Browser::new();
+    let cb = s.to_callback(&mut b).await.ok().unwrap();
+    let mut u = url::Url::parse(&cb).unwrap();
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "code" {
+                "not-a-code-of-the-upstream".to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(pairs);
+    let r = b.get(u.as_str()).await;
+    assert_user_page(&r, &s.upstream_secret);
+    assert_failure(
+        &s.trace(r.request_id()),
+        "TSR-UPSTREAM-INVALID-GRANT",
+        "[TSR-UPSTREAM-INVALID-GRANT] the upstream answered invalid_grant",
+    );
+}
+
+/// The callback URL `cb` with its code replaced by `error` parameters (state and iss kept).
+fn error_callback(cb: &str, error: &[(&str, &str)]) -> String {
+    let mut u = url::Url::parse(cb).unwrap();
+    let kept: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| k != "code")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .extend_pairs(error.iter().copied());
+    u.into()
+}
+
+/// RFC 9207 §2.4 (mix-up defence): the authorization response's `iss` must be the upstream's
+/// issuer, and since the upstream advertises `authorization_response_iss_parameter_supported`,
+/// a response without it is refused too; neither reaches the token endpoint.
+#[tokio::test]
+async fn authorization_response_iss_must_be_the_upstream() {
+    let s = setup().await;
+    s.install(s.raw());
+    s.trace_on();
+    for (iss, cause) in [
+        (
+            Some("https://attacker.example"),
+            "the authorization response's iss \"https://attacker.example\" is not",
+        ),
+        (
+            None,
+            "the upstream advertises RFC 9207 but the authorization response has no iss",
+        ),
+    ] {
+        let mut b = Browser::new();
+        let cb = s.to_callback(&mut b).await.ok().unwrap();
+        let mut u = url::Url::parse(&cb).unwrap();
+        assert_eq!(
+            query(&cb, "iss").as_deref(),
+            Some(s.upstream.base_url.as_str())
+        );
+        let mut pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .filter(|(k, _)| k != "iss")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if let Some(iss) = iss {
+            pairs.push(("iss".into(), iss.into()));
+        }
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+        let r = b.get(u.as_str()).await;
+        assert_user_page(&r, &s.upstream_secret);
+        let t = s.trace(r.request_id());
+        assert_failure(&t, "TSR-OIDC-ISSUER", cause);
+        assert!(!steps(&t).iter().any(|st| st.contains(" token_request=")));
+    }
+}
+
+/// OIDC Core §3.1.2.6: the upstream's error response (the user cancelled) is a clear page for
+/// the user and a named failure in the trace; its text, restricted by RFC 6749 §4.1.2.1 to
+/// printable ASCII, cannot forge a log line (before the fix a newline went into the log).
+#[tokio::test]
+async fn upstream_error_response_is_a_clear_page_and_cannot_forge_log_lines() {
+    let s = setup().await;
+    s.install(s.raw());
+    s.trace_on();
+    let mut b = Browser::new();
+    let cb = s.to_callback(&mut b).await.ok().unwrap();
+    let r = b
+        .get(&error_callback(
+            &cb,
+            &[
+                ("error", "access_denied"),
+                (
+                    "error_description",
+                    "The user cancelled\nWARN tessera: forged <script>",
+                ),
+            ],
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(
+        r.body.contains("Corporate SSO did not sign you in"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("TSR-") && !r.body.contains("forged"));
+    let t = s.trace(r.request_id());
+    assert_failure(
+        &t,
+        "TSR-UPSTREAM-DENIED",
+        "the upstream refused the sign-in (access_denied): access_denied: The user cancelled?WARN tessera: forged <script>",
+    );
+    assert!(!t.cause.as_deref().unwrap().contains('\n'));
+    assert!(
+        steps(&t)
+            .iter()
+            .any(|st| st.ends_with(" authorization_response=error")),
+        "{:?}",
+        steps(&t)
     );
 }
 
@@ -540,6 +683,97 @@ impl UpstreamHttp for Tampering {
     }
 }
 
+/// An edit of the token endpoint's JSON answer.
+type Rewrite = fn(&mut Value);
+
+/// Rewrites the token endpoint's JSON answer.
+struct TokenRewrite(EgressUpstreamHttp, Rewrite);
+
+#[async_trait]
+impl UpstreamHttp for TokenRewrite {
+    async fn get(
+        &self,
+        url: &str,
+        accept: &str,
+        bearer: Option<&str>,
+    ) -> Result<Vec<u8>, TransportError> {
+        self.0.get(url, accept, bearer).await
+    }
+    async fn post_form(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+        basic: Option<(&str, &str)>,
+    ) -> Result<HttpReply, TransportError> {
+        let mut reply = self.0.post_form(url, form, basic).await?;
+        let mut body: Value = serde_json::from_slice(&reply.body).unwrap();
+        (self.1)(&mut body);
+        reply.body = serde_json::to_vec(&body).unwrap();
+        Ok(reply)
+    }
+    async fn proxy_refusal(&self, url: &str) -> Option<ProxyRefusal> {
+        self.0.proxy_refusal(url).await
+    }
+}
+
+/// OIDC Core §3.1.3.5 / §3.1.3.3, RFC 6749 §5.1: a token response must carry an access token
+/// of type Bearer. Before the fix a DPoP-typed or missing access token was accepted (and the
+/// token sent to userinfo as a Bearer token).
+#[tokio::test]
+async fn token_response_must_be_bearer_with_an_access_token() {
+    let s = setup().await;
+    s.trace_on();
+    let rewrites: [(Rewrite, &str); 3] = [
+        (
+            |b| b["token_type"] = json!("DPoP"),
+            "token_type \"DPoP\" instead of Bearer",
+        ),
+        (
+            |b| {
+                b.as_object_mut().unwrap().remove("token_type");
+            },
+            "no token_type",
+        ),
+        (
+            |b| {
+                b.as_object_mut().unwrap().remove("access_token");
+            },
+            "no access_token",
+        ),
+    ];
+    for (rewrite, why) in rewrites {
+        s.install_with(
+            s.raw(),
+            Arc::new(TokenRewrite(
+                EgressUpstreamHttp::new(egress(), ProxySettings::direct()),
+                rewrite,
+            )),
+        );
+        let r = s.sign_in(&mut Browser::new()).await;
+        assert_user_page(&r, &s.upstream_secret);
+        assert_failure(
+            &s.trace(r.request_id()),
+            "TSR-UPSTREAM-MALFORMED",
+            &format!(
+                "failed at token request: [TSR-UPSTREAM-MALFORMED] malformed upstream response: http://{}",
+                s.upstream.base_url.trim_start_matches("http://")
+            ),
+        );
+        let cause = s.trace(r.request_id()).cause.clone().unwrap();
+        assert!(cause.contains(why), "{cause}");
+    }
+    // "bearer" in another case is the same type (RFC 6749 §5.1).
+    s.install_with(
+        s.raw(),
+        Arc::new(TokenRewrite(
+            EgressUpstreamHttp::new(egress(), ProxySettings::direct()),
+            |b| b["token_type"] = json!("bearer"),
+        )),
+    );
+    let r = s.sign_in(&mut Browser::new()).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+}
+
 #[tokio::test]
 async fn tampered_id_token_is_a_bad_signature() {
     let s = setup().await;
@@ -576,13 +810,25 @@ async fn deny_policy_needs_an_existing_link() {
         "linking = \"deny\"",
     );
 
-    // link_verified_email: the upstream says alice@example.com is verified; a local user has it.
+    // link_verified_email: the upstream says alice@example.com is verified; a local user has
+    // it, but unverified: no link (the address's owner upstream is not shown to own the local
+    // account).
     let mut local = s.rp.create_user("alice.local", "local-pw-123456").await;
     local.email = Some("alice@example.com".into());
     s.rp.store().update_user(&local).await.unwrap();
     let mut raw = s.raw();
     raw.linking = Some(tessera_core::federation::LinkPolicy::LinkVerifiedEmail);
     s.install(raw);
+    let r = s.sign_in(&mut Browser::new()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_failure(
+        &s.trace(r.request_id()),
+        "TSR-UPSTREAM-NOT-LINKED",
+        "has the email alice@example.com, but not verified",
+    );
+    // Verified on both sides: linked.
+    local.email_verified = true;
+    s.rp.store().update_user(&local).await.unwrap();
     let r = s.sign_in(&mut Browser::new()).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let t = s.trace(r.request_id());
@@ -592,6 +838,74 @@ async fn deny_policy_needs_an_existing_link() {
             .any(|st| st.step == "link" && st.detail["local_user"] == "alice.local")
     );
     assert!(s.rp.store().get_user("alice").await.unwrap().is_none());
+}
+
+/// OIDC Core §5.7: only `iss` + `sub` identify a user; email is not stable. A local account
+/// already linked to another identity of the upstream is not linked again by email (the
+/// address moved to a new upstream account), and a link made for another issuer (the
+/// upstream's name now points elsewhere) is refused. Before the fix both signed in as the
+/// linked local user.
+#[tokio::test]
+async fn links_are_bound_to_issuer_and_one_identity_per_account() {
+    use tessera_core::federation::link;
+    let s = setup().await;
+    s.trace_on();
+    let mut local = s.rp.create_user("alice.local", "local-pw-123456").await;
+    local.email = Some("alice@example.com".into());
+    local.email_verified = true;
+    s.rp.store().update_user(&local).await.unwrap();
+    let mut raw = s.raw();
+    raw.linking = Some(tessera_core::federation::LinkPolicy::LinkVerifiedEmail);
+    s.install(raw);
+    // The local account belongs to an earlier upstream account with that email.
+    link::link(s.rp.engine(), UPSTREAM, "earlier-account", &local.subject)
+        .await
+        .unwrap();
+    let r = s.sign_in(&mut Browser::new()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_failure(
+        &s.trace(r.request_id()),
+        "TSR-UPSTREAM-NOT-LINKED",
+        "is already linked to upstream sub earlier-account",
+    );
+
+    // A link recorded for another issuer under the same upstream name.
+    let alice_sub = s
+        .upstream
+        .store()
+        .get_user("alice")
+        .await
+        .unwrap()
+        .unwrap()
+        .subject;
+    s.rp.store()
+        .put_meta(
+            &link::link_key(UPSTREAM, &alice_sub),
+            &json!({ "subject": local.subject, "iss": "https://old-idp.example" }),
+        )
+        .await
+        .unwrap();
+    let r = s.sign_in(&mut Browser::new()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_failure(
+        &s.trace(r.request_id()),
+        "TSR-UPSTREAM-NOT-LINKED",
+        "is linked for issuer \"https://old-idp.example\"",
+    );
+    // Linked for this issuer: signs in as the local account.
+    link::link(s.rp.engine(), UPSTREAM, &alice_sub, &local.subject)
+        .await
+        .unwrap();
+    let r = s.sign_in(&mut Browser::new()).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let t = s.trace(r.request_id());
+    assert!(
+        t.steps
+            .iter()
+            .any(|st| st.step == "link" && st.detail["local_user"] == "alice.local"),
+        "{:?}",
+        steps(&t)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
