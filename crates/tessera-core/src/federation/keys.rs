@@ -41,12 +41,18 @@ struct Inner {
     jwks: Option<(Arc<[VerifyingKey]>, UnixTime)>,
     /// Last JWKS fetch attempt (successful or not).
     jwks_attempt: Option<UnixTime>,
+    /// Bumped by every successful JWKS fetch.
+    jwks_generation: u64,
 }
 
 /// Per-upstream cache.
 #[derive(Default)]
 pub struct Cache {
     inner: Mutex<Inner>,
+    /// One JWKS fetch at a time per upstream. A sign-in that waited for another's fetch (the
+    /// upstream rotated its keys, many callbacks arrive at once) uses that fetch's keys instead
+    /// of failing on the stale set or fetching again.
+    fetch: tokio::sync::Mutex<()>,
 }
 
 impl Cache {
@@ -247,12 +253,34 @@ impl Upstream {
         trace: &TraceHandle,
     ) -> Result<(Arc<[VerifyingKey]>, bool), UpstreamFailure> {
         let component = format!("upstream:{}", self.config.name);
-        {
-            let mut g = self
-                .cache
+        let lock_inner = || {
+            self.cache
                 .inner
                 .lock()
-                .map_err(|_| self.internal(Stage::Jwks, "JWKS cache lock poisoned"))?;
+                .map_err(|_| self.internal(Stage::Jwks, "JWKS cache lock poisoned"))
+        };
+        let seen_generation = {
+            let g = lock_inner()?;
+            if !refresh
+                && let Some((k, at)) = &g.jwks
+                && now - at < self.config.jwks_ttl as i64
+            {
+                return Ok((k.clone(), false));
+            }
+            g.jwks_generation
+        };
+        let _one_fetch = self.cache.fetch.lock().await;
+        {
+            let mut g = lock_inner()?;
+            if g.jwks_generation != seen_generation
+                && let Some((k, _)) = &g.jwks
+            {
+                // Fetched by another sign-in while this one waited: as fresh as it gets.
+                trace.step(&component, "jwks_refetch", "shared", || {
+                    crate::detail! {"reason" => "fetched by a concurrent sign-in"}
+                });
+                return Ok((k.clone(), true));
+            }
             let fresh = g
                 .jwks
                 .as_ref()
@@ -325,6 +353,7 @@ impl Upstream {
         let keys: Arc<[VerifyingKey]> = keys.into();
         if let Ok(mut g) = self.cache.inner.lock() {
             g.jwks = Some((keys.clone(), now));
+            g.jwks_generation += 1;
         }
         Ok((keys, true))
     }

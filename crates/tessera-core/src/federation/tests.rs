@@ -471,6 +471,93 @@ mod id_token_checks {
         assert_eq!(f.class, FailureClass::AudienceMismatch, "{f}");
     }
 
+    /// Serves its current JWKS, slowly, and counts the fetches.
+    struct Rotating {
+        body: std::sync::Mutex<Vec<u8>>,
+        fetches: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl UpstreamHttp for Rotating {
+        async fn get(&self, _: &str, _: &str, _: Option<&str>) -> Result<Vec<u8>, TransportError> {
+            self.fetches
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            Ok(self.body.lock().unwrap().clone())
+        }
+        async fn post_form(
+            &self,
+            _: &str,
+            _: &[(String, String)],
+            _: Option<(&str, &str)>,
+        ) -> Result<HttpReply, TransportError> {
+            unreachable!("no token request here")
+        }
+        async fn proxy_refusal(&self, _: &str) -> Option<ProxyRefusal> {
+            None
+        }
+    }
+
+    /// OIDC Core §10.1.1: after the upstream rotates its key, sign-ins arriving together all
+    /// pass: one refetch, the others wait for it instead of failing on the stale set.
+    #[tokio::test]
+    async fn concurrent_sign_ins_after_a_rotation_share_one_refetch() {
+        let (old, _, meta) = setup();
+        let jwks_of = |k: &SigningKey| serde_json::to_vec(&json!({ "keys": [k.public_jwk()] }));
+        let http = Arc::new(Rotating {
+            body: std::sync::Mutex::new(jwks_of(&old).unwrap()),
+            fetches: Default::default(),
+        });
+        let config = UpstreamConfig::new(
+            "corp",
+            ISS,
+            "tessera",
+            UpstreamClientAuth::SecretBasic(crate::secret::Secret::new("s")),
+        );
+        let up = Arc::new(Upstream::new(config, http.clone()));
+        // A sign-in two minutes earlier fetched the old key set.
+        let earlier = Expected {
+            nonce: "n-1",
+            access_token: None,
+            now: NOW - 120,
+        };
+        let mut c = claims();
+        c["iat"] = json!(NOW - 120);
+        let token = old.sign_jwt(Some("JWT"), &c).unwrap();
+        assert!(
+            validate(&up, &meta, &token, &earlier, &TraceHandle::off())
+                .await
+                .is_ok()
+        );
+        // The upstream rotates.
+        let new = SigningKey::generate(Algorithm::ES256, "k2").unwrap();
+        *http.body.lock().unwrap() = jwks_of(&new).unwrap();
+        let token = Arc::new(new.sign_jwt(Some("JWT"), &claims()).unwrap());
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let (up, meta, token) = (up.clone(), meta.clone(), token.clone());
+                tokio::spawn(async move {
+                    let exp = Expected {
+                        nonce: "n-1",
+                        access_token: None,
+                        now: NOW,
+                    };
+                    validate(&up, &meta, &token, &exp, &TraceHandle::off())
+                        .await
+                        .map_err(|f| f.to_string())
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            http.fetches.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "the first fetch and one refetch"
+        );
+    }
+
     #[tokio::test]
     async fn hmac_and_unadvertised_algorithms_are_refused() {
         let (_, up, meta) = setup();
