@@ -32,7 +32,7 @@ pub enum Class {
 /// | 49 invalidCredentials | `BadCredentials`, unless the AD `data XXX` sub-code says otherwise: 525 → `UnknownUser`, 52e → `BadCredentials`, 530/531 → `Restricted`, 532 → `PasswordExpired`, 533 → `Disabled`, 701 → `Expired`, 773 → `MustChangePassword`, 775 → `LockedAtDirectory` |
 /// | 53 unwillingToPerform | `AccountState`: `Restricted` by default; `LockedAtDirectory`, `Disabled`, `PasswordExpired` or `Expired` when the diagnostic says so (see below) |
 /// | 19 constraintViolation | `AccountState(LockedAtDirectory)` (389-DS/Sun DS: "Exceed password retry limit") |
-/// | 7, 8, 13, 32, 34, 48, 50 | `Config` (authMethodNotSupported, strongerAuthRequired, confidentialityRequired, noSuchObject, invalidDNSyntax, inappropriateAuthentication, insufficientAccessRights) |
+/// | 7, 8, 10, 13, 32, 34, 48, 50 | `Config` (authMethodNotSupported, strongerAuthRequired, referral, confidentialityRequired, noSuchObject, invalidDNSyntax, inappropriateAuthentication, insufficientAccessRights) |
 /// | 51, 52, 3, 80 and anything else | `Unavailable` |
 ///
 /// **53 on a user bind.** Tessera never sends an empty password (RFC 4513 §5.1.2: the one
@@ -58,7 +58,9 @@ pub fn classify(rc: u32, diagnostic: &str) -> Class {
         },
         53 => Class::AccountState(state_from_text(diagnostic)),
         19 => Class::AccountState(AccountState::LockedAtDirectory),
-        7 | 8 | 13 | 32 | 34 | 48 | 50 => Class::Config,
+        // 10 referral (RFC 4511 §4.1.10): the entry is held by another server; referrals are
+        // not chased, so that is a configuration error to fix, not an outage to wait out.
+        7 | 8 | 10 | 13 | 32 | 34 | 48 | 50 => Class::Config,
         _ => Class::Unavailable,
     }
 }
@@ -257,6 +259,7 @@ mod tests {
             (32, String::new(), Class::Config),
             (13, "TLS confidentiality required".into(), Class::Config),
             (8, String::new(), Class::Config),
+            (10, String::new(), Class::Config),
             (51, String::new(), Class::Unavailable),
             (52, String::new(), Class::Unavailable),
             (3, String::new(), Class::Unavailable),

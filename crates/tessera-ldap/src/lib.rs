@@ -9,8 +9,10 @@
 //!    control character is `UnknownUser`, also without traffic.
 //! 2. On a pooled *service* connection (bound as `bind_dn`), search `user_base_dn` with
 //!    `user_filter`, where `{username}` is replaced by the RFC 4515-escaped login name. Zero
-//!    entries: `UnknownUser`. More than one: `Unavailable` (a directory/configuration error,
-//!    logged at error, never a credential failure).
+//!    entries: `UnknownUser`. More than one, or a result the server truncated
+//!    (sizeLimitExceeded, even with one entry returned): `Unavailable` (a directory/configuration
+//!    error, logged at error, never a credential failure). A referral for the base DN is a
+//!    configuration error too (referrals are not followed).
 //! 3. Bind as the entry's DN with the user's password on a connection of a separate *bind*
 //!    pool. Those connections are only ever used for binds, so a user-bound connection never
 //!    serves a search. The result is classified by [`classify`]: credential failure, account

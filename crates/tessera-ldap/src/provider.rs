@@ -834,7 +834,10 @@ impl Inner {
                 with_text(&res.text)
             );
             return Err(Failure {
-                config: classify(res.rc, &res.text) == Class::Config,
+                // A server size limit below the user's group count (4) fails every login of
+                // that user until the limit is raised: a configuration error, not an outage.
+                // The login fails closed rather than with part of the groups.
+                config: res.rc == 4 || classify(res.rc, &res.text) == Class::Config,
                 cause,
                 host: Some(url),
             });
@@ -940,6 +943,16 @@ impl Inner {
                     "user_base_dn {base} does not exist or the service account cannot see it (noSuchObject)"
                 ),
                 50 => "service account cannot search: insufficientAccessRights (50)".to_string(),
+                // RFC 4511 §4.1.10: the base DN is held by another server. Tessera does not
+                // chase referrals, so this is a configuration error, not an outage.
+                10 => format!(
+                    "user_base_dn {base} is held by another server (referral to {}); referrals are not followed: add that server to urls or change user_base_dn",
+                    if res.refs.is_empty() {
+                        "an unnamed server".to_string()
+                    } else {
+                        res.refs.join(" ")
+                    }
+                ),
                 rc => format!(
                     "user search failed: {} ({rc}){}",
                     result_name(rc),
@@ -953,8 +966,14 @@ impl Inner {
             };
             return self.unavailable(f, trace, started);
         }
+        // sizeLimitExceeded (4) means the server had more matching entries than it returned
+        // (RFC 4511 §4.5.1.5: servers may enforce their own limit; Appendix A.2), so even one
+        // returned entry is not "exactly one" (spec B4 / WebLogic getDNForUser): with a
+        // server-side size limit of 1, a name held by two users would otherwise log in as
+        // whichever the server sent first.
+        let truncated = res.rc == 4;
         let entry = match entries.len() {
-            0 => {
+            0 if !truncated => {
                 self.step(
                     trace,
                     "result",
@@ -963,13 +982,19 @@ impl Inner {
                 );
                 return Outcome::UnknownUser;
             }
-            1 => entries.into_iter().next(),
+            1 if !truncated => entries.into_iter().next(),
             n => {
-                let more = if res.rc == 4 { " or more" } else { "" };
                 let dns: Vec<&str> = entries.iter().map(|e| e.dn.as_str()).collect();
+                let matched = if truncated {
+                    format!(
+                        "more entries than the server returned ({n} returned, sizeLimitExceeded)"
+                    )
+                } else {
+                    format!("{n} entries")
+                };
                 let f = Failure::config(
                     format!(
-                        "user search {filter} under {base} matched {n}{more} entries ({}): directory/config error",
+                        "user search {filter} under {base} matched {matched} ({}): directory/config error",
                         dns.join(" | ")
                     ),
                     None,

@@ -37,6 +37,14 @@ fn scripts_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts"))
 }
 
+/// Where extra instances live: the run's `TESSERA_TEST_TMP` (scripts/README.md), else the
+/// system temporary directory.
+fn tmp_dir() -> PathBuf {
+    std::env::var_os("TESSERA_TEST_TMP")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 fn skip(test: &str, why: &str) -> Option<Slapd> {
     if require_services() {
         panic!("{test}: slapd is required (TESSERA_TEST_REQUIRE_SERVICES=1) but {why}");
@@ -54,7 +62,7 @@ impl Slapd {
         if !script.is_file() {
             return skip(test, &format!("{} not found", script.display()));
         }
-        let dir = std::env::temp_dir().join(format!(
+        let dir = tmp_dir().join(format!(
             "tessera-ldap-test-{}-{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed),
@@ -160,6 +168,43 @@ impl Slapd {
             .expect("kill");
         assert!(st.success());
         wait_for_process_state(&pid, sig);
+    }
+    /// Restart this instance with `lines` appended to the database section of its generated
+    /// `slapd.conf`, for server settings the start script does not offer (e.g. `limits`). The
+    /// copy is named `slapd.conf.extra`, so `stop.sh` (which looks for `DIR/slapd.conf` in the
+    /// command line) still stops it.
+    fn restart_with_conf(&self, lines: &[&str]) {
+        self.stop();
+        let mut conf = std::fs::read_to_string(self.dir.join("slapd.conf")).expect("slapd.conf");
+        for l in lines {
+            conf.push_str(l);
+            conf.push('\n');
+        }
+        let extra = self.dir.join("slapd.conf.extra");
+        std::fs::write(&extra, conf).expect("write slapd.conf.extra");
+        let url = self.url();
+        // Daemonizes once listening; PATH as in scripts/lib/common.sh.
+        let st = Command::new("bash")
+            .arg("-c")
+            .arg(r#"PATH="$PATH:/usr/sbin:/sbin" exec slapd -h "$1/" -f "$2""#)
+            .arg("slapd")
+            .arg(&url)
+            .arg(&extra)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("slapd");
+        assert!(st.success(), "slapd -f slapd.conf.extra failed");
+        let addr = url.trim_start_matches("ldap://").to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "slapd did not come back on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     /// Connections accepted so far (needs `LDAP_DEBUG=stats`).
     fn accepted(&self) -> usize {
@@ -479,6 +524,96 @@ async fn ambiguous_user_is_a_config_error() {
     assert_eq!(host, Some(s.url()));
     assert!(!trace.steps().iter().any(|s| s.step == "user_bind"));
     assert!(!out.is_credential_failure());
+}
+
+/// "Exactly one entry or a configuration error" (spec B4) also when the *server* truncates the
+/// answer: with a size limit of 1 for the service account, slapd returns one of the two twins
+/// and sizeLimitExceeded (4). That is at least two matches (RFC 4511 §4.5.1.5, Appendix A.2),
+/// never a login as whichever twin came first.
+#[tokio::test]
+async fn user_search_truncated_by_a_server_size_limit_is_a_config_error() {
+    let s = slapd!("size_limit");
+    let svc = s.var("TESSERA_TEST_LDAP_BIND_DN");
+    s.restart_with_conf(&[&format!("limits dn.exact=\"{svc}\" size=1")]);
+    let mut c = s.config(vec![s.url()]);
+    c.cache_ttl = Duration::ZERO;
+    let p = LdapProvider::new("corp".into(), c).expect("provider");
+    let (out, trace) = login(&p, "twin", "twin-secret").await;
+    let search = trace
+        .steps()
+        .iter()
+        .find(|s| s.step == "search")
+        .expect("search");
+    assert_eq!(search.detail["code"], 4, "{:#?}", trace.steps());
+    assert_eq!(search.detail["entries"], 1);
+    let (cause, host) = unavailable(&out);
+    assert!(
+        cause.contains("sizeLimitExceeded") && cause.contains("directory/config error"),
+        "{cause}"
+    );
+    assert_eq!(host, Some(s.url()));
+    assert!(!trace.steps().iter().any(|s| s.step == "user_bind"));
+    // alice is in two groups: her group search is truncated too. The login fails closed
+    // (never with part of her groups), as a configuration error.
+    let (out, trace) = login(&p, "alice", "alice-secret").await;
+    let (cause, _) = unavailable(&out);
+    assert!(cause.contains("group search"), "{cause}");
+    let result = trace
+        .steps()
+        .iter()
+        .find(|s| s.step == "result")
+        .expect("result");
+    assert_eq!(result.detail["config_error"], true, "{:#?}", trace.steps());
+    // A name held by one user (in one group) is unaffected by the limit.
+    let (out, trace) = login(&p, "bob", "bob-secret").await;
+    assert_eq!(principal(out, &trace).groups, vec!["staff"]);
+}
+
+/// A user base DN that the server refers elsewhere (RFC 4511 §4.1.10, result 10): Tessera does
+/// not chase referrals, so that is a configuration error naming the referral, never an
+/// unknown user; a subordinate referral inside the base (a continuation reference) is not an
+/// entry and does not make a user "found twice".
+#[tokio::test]
+async fn referral_base_is_a_config_error() {
+    let ldif = tmp_dir().join(format!(
+        "tessera-ldap-test-{}-referral.ldif",
+        std::process::id()
+    ));
+    std::fs::write(
+        &ldif,
+        "dn: ou=elsewhere,ou=people,dc=example,dc=com\nobjectClass: referral\n\
+         objectClass: extensibleObject\nou: elsewhere\n\
+         ref: ldap://ldap.other.invalid/ou=elsewhere,dc=example,dc=com\n",
+    )
+    .expect("write ldif");
+    let s = slapd!(
+        "referral",
+        false,
+        &[("LDAP_EXTRA_LDIF", ldif.to_str().expect("utf-8 path"))]
+    );
+    let _ = std::fs::remove_file(&ldif);
+    // The continuation reference under ou=people is not an entry: alice is found once.
+    let p = s.provider();
+    let (out, trace) = login(&p, "alice", "alice-secret").await;
+    principal(out, &trace);
+
+    let mut c = s.config(vec![s.url()]);
+    c.user_base_dn = "ou=elsewhere,ou=people,dc=example,dc=com".into();
+    let p = LdapProvider::new("corp".into(), c).expect("provider");
+    let (out, trace) = login(&p, "alice", "alice-secret").await;
+    let (cause, _) = unavailable(&out);
+    assert!(
+        cause.contains("referral") && cause.contains("ldap://ldap.other.invalid/"),
+        "{cause}"
+    );
+    let result = trace
+        .steps()
+        .iter()
+        .find(|s| s.step == "result")
+        .expect("result");
+    assert_eq!(result.detail["config_error"], true, "{:#?}", trace.steps());
+    // Not an outage: the host stays healthy.
+    assert!(p.host_status()[0].retry_in_ms.is_none());
 }
 
 #[tokio::test]

@@ -285,7 +285,13 @@ pub fn decide_outcomes(outcomes: &[(String, ControlFlag, Outcome)]) -> Decision 
         .map(|(_, f, o)| (*f, as_result(o)))
         .collect();
     let flags: Vec<ControlFlag> = outcomes.iter().map(|(_, f, _)| *f).collect();
-    decide(&results, outcomes, &flags)
+    // JAAS `LoginContext.invoke` returns at a REQUISITE failure or a short-circuiting
+    // SUFFICIENT success (javax.security.auth.login.Configuration): the answers after that
+    // point are those of modules never called. Decide exactly as `Chain::authenticate` would
+    // have, from the answers it would have obtained (`flags` keeps the whole chain, so the
+    // entries not reached stay "unknown" for the unavailable rule).
+    let (_, ran) = evaluate(&results);
+    decide(&results[..ran], &outcomes[..ran], &flags)
 }
 
 pub fn decision_label(d: &Decision) -> &'static str {

@@ -22,7 +22,8 @@
 //! 3. `Decision::Unavailable` exactly when the model's failure becomes a success once every
 //!    unavailable provider succeeds (providers the real run never reached are unknown and may
 //!    succeed); otherwise a failure is `Denied` and names a provider that genuinely refused;
-//! 4. a success carries the merged principal of the providers that succeeded.
+//! 4. a success carries the merged principal of the providers that succeeded;
+//! 5. deciding from every answer known up front (`decide_outcomes`) gives the same decision.
 
 use std::sync::{Arc, Mutex};
 
@@ -221,6 +222,15 @@ fn check(spec: &[(ControlFlag, u8)], rt: &tokio::runtime::Runtime) -> Result<(),
         prop_assert_eq!(*f, drawn[i].0);
         prop_assert_eq!(o, &drawn[i].1);
     }
+
+    // 5. Every answer known up front (`decide_outcomes`, a sign-in back from an upstream
+    // provider): the same decision, whatever the providers JAAS would not have called answer.
+    let known: Vec<(String, ControlFlag, Outcome)> = drawn
+        .iter()
+        .enumerate()
+        .map(|(i, (f, o))| (format!("p{i}"), *f, o.clone()))
+        .collect();
+    prop_assert_eq!(&decide_outcomes(&known), &result.decision);
 
     // 1. Same verdict.
     prop_assert_eq!(

@@ -172,3 +172,33 @@ async fn attributes_merge_first_wins_groups_union() {
     assert_eq!(p.subject, "a");
     assert_eq!(p.groups, vec!["a".to_string(), "b".to_string()]);
 }
+
+/// `decide_outcomes` (every answer known up front) must give the verdict `Chain::authenticate`
+/// gives: JAAS `LoginContext` never calls the modules after a REQUISITE failure or a
+/// short-circuiting SUFFICIENT success, so their answers change neither the verdict, nor the
+/// "temporarily unavailable" excuse, nor the merged attributes.
+#[tokio::test]
+async fn decide_outcomes_ignores_answers_past_where_jaas_stops() {
+    let cases: Vec<Vec<(ControlFlag, &'static str, Outcome)>> = vec![
+        // Stopped at an unavailable REQUISITE: the later REQUIRED rejection was never asked.
+        vec![
+            (Requisite, "ldap", down()),
+            (Required, "local", Outcome::BadCredentials),
+        ],
+        // Stopped at a SUFFICIENT success: the later OPTIONAL provider contributes no groups.
+        vec![(Sufficient, "a", ok("a")), (Optional, "b", ok("b"))],
+        // Stopped at a REQUISITE rejection: a later SUFFICIENT success cannot matter.
+        vec![
+            (Requisite, "a", Outcome::BadCredentials),
+            (Sufficient, "b", down()),
+        ],
+    ];
+    for entries in cases {
+        let known: Vec<(String, ControlFlag, Outcome)> = entries
+            .iter()
+            .map(|(f, n, o)| ((*n).to_string(), *f, o.clone()))
+            .collect();
+        let ran = run(entries).await;
+        assert_eq!(decide_outcomes(&known), ran.decision, "{known:?}");
+    }
+}
