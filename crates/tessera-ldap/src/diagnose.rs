@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use ldap3::{Scope, SearchEntry, SearchResult};
+use ldap3::{Scope, SearchResult};
 use serde::Serialize;
 
 use crate::classify::result_name;
@@ -191,7 +191,10 @@ impl LdapProvider {
                     Ok(SearchResult(entries, r)) if r.rc == 0 => {
                         let dns: Vec<String> = entries
                             .into_iter()
-                            .map(|e| SearchEntry::construct(e).dn)
+                            .map(|e| match crate::entry::search_entry(e) {
+                                Ok(e) => e.dn,
+                                Err(why) => format!("(undecodable entry: {why})"),
+                            })
                             .collect();
                         let detail = format!(
                             "{what} base {base:?} filter {filter}: {} entr{}{}{}",

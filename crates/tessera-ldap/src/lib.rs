@@ -54,6 +54,7 @@ mod cache;
 mod classify;
 mod config;
 mod diagnose;
+mod entry;
 mod filter;
 mod pool;
 mod provider;

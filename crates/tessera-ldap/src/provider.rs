@@ -682,8 +682,22 @@ impl Inner {
                 .search(base, scope, filter, attrs.clone());
             match self.op(fut).await {
                 Ok(SearchResult(entries, res)) => {
-                    let entries: Vec<SearchEntry> =
-                        entries.into_iter().map(SearchEntry::construct).collect();
+                    let entries: Vec<SearchEntry> = match entries
+                        .into_iter()
+                        .map(crate::entry::search_entry)
+                        .collect()
+                    {
+                        Ok(entries) => entries,
+                        Err(why) => {
+                            let msg = format!("the directory sent an undecodable entry: {why}");
+                            self.step(trace, step, "failed", || {
+                                detail! {"base" => base, "filter" => filter, "scope" => scope_name,
+                                "host" => host.url, "error" => msg, "ms" => ms(t)}
+                            });
+                            drop(conn);
+                            return Err(Failure::backend(format!("{step}: {msg}"), Some(host)));
+                        }
+                    };
                     let outcome = if res.rc == 0 {
                         "ok"
                     } else {
