@@ -724,7 +724,7 @@ pub mod catalog {
             "No active signing key for a configured algorithm, or the rotation is overdue.",
             "Run `tessera keys rotate` (a running server rotates on schedule by itself; check that one runs).";
         "TSR-CLOCK", Infra, "clock out of sync",
-            "This host's clock differs from the reference (the store's clock) by more than the allowed skew: tokens will look expired or not yet valid elsewhere.",
+            "This host's clock differs by more than 30 s from a reference clock: the `Date` header of an upstream IdP or remote JWKS host that `tessera doctor` reached (the store has no clock API). Tokens will look expired or not yet valid elsewhere.",
             "Synchronise the clock with NTP (chrony, systemd-timesyncd).";
         "TSR-INTERNAL", Infra, "internal error",
             "An unexpected internal failure; the log line with the same request id has the details.",
@@ -1274,5 +1274,35 @@ mod tests {
             "docs/errors.md lists unknown codes {extra:?}"
         );
         assert_eq!(documented.len(), in_code.len(), "a code is listed twice");
+    }
+
+    /// … and with the catalog's own words: the title, the explanation and the remedy the
+    /// commands print (the codes alone let the two drift apart).
+    #[test]
+    fn docs_errors_md_says_what_the_catalog_says() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md");
+        let text = std::fs::read_to_string(path).expect("docs/errors.md");
+        for e in catalog::CATALOG {
+            let start = text
+                .find(&format!("### {} — {}\n", e.code, e.title))
+                .unwrap_or_else(|| panic!("docs/errors.md: no heading '{} — {}'", e.code, e.title));
+            let section = &text[start..];
+            let section = &section[..section[4..].find("\n### ").map_or(section.len(), |i| i + 4)];
+            let category = serde_json::to_value(e.category).unwrap();
+            for (what, expected) in [
+                (
+                    "category",
+                    format!("*Category:* {}", category.as_str().unwrap()),
+                ),
+                ("explanation", e.explanation.to_owned()),
+                ("remedy", format!("**Remedy:** {}", e.remedy)),
+            ] {
+                assert!(
+                    section.contains(&expected),
+                    "docs/errors.md {}: the {what} differs from the catalog: {expected}",
+                    e.code
+                );
+            }
+        }
     }
 }

@@ -240,6 +240,29 @@ impl HttpClient {
         EgressError::Other { host, detail }
     }
 
+    /// [`Self::classify`] for a failed send, plus what reqwest hides: when the request went
+    /// through the proxy and failed while connecting, the proxy's own answer to CONNECT (hyper's
+    /// `TunnelError` drops the status line, so "unsuccessful tunnel" was all an administrator
+    /// got). One hand-written CONNECT to the same target ([`probe::probe_get`]) recovers it.
+    pub(crate) async fn explain(&self, url: &url::Url, e: reqwest::Error) -> EgressError {
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let err = self.classify(&host, e);
+        if !matches!(err, EgressError::Connect { .. } | EgressError::Other { .. })
+            || !matches!(self.proxy.route(url), proxy::Route::Proxy(_))
+        {
+            return err;
+        }
+        let opts = probe::ProbeOptions::from_egress(&self.config, self.proxy.clone());
+        let report = probe::probe_get(url.as_str(), &opts).await;
+        match report.failure {
+            Some(f) if f.step == "proxy_connect" => EgressError::Connect {
+                host,
+                detail: format!("[{}] {}", f.code, f.cause),
+            },
+            _ => err,
+        }
+    }
+
     /// GET `url` and return the body, at most `max_response_bytes`. Non-2xx is an error;
     /// redirects are not followed (a 3xx is reported as its status).
     pub async fn get_bytes(&self, url: &str, accept: &str) -> Result<Vec<u8>, EgressError> {
@@ -252,13 +275,16 @@ impl HttpClient {
         }
         let host = parsed.host_str().unwrap_or_default().to_owned();
         let limit = self.config.max_response_bytes;
-        let mut resp = self
+        let sent = self
             .inner
-            .get(parsed)
+            .get(parsed.clone())
             .header(reqwest::header::ACCEPT, accept)
             .send()
-            .await
-            .map_err(|e| self.classify(&host, e))?;
+            .await;
+        let mut resp = match sent {
+            Ok(r) => r,
+            Err(e) => return Err(self.explain(&parsed, e).await),
+        };
         let status = resp.status();
         if !status.is_success() {
             return Err(EgressError::HttpStatus {

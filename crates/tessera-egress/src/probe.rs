@@ -949,12 +949,33 @@ async fn finish_connect(
                         ),
                     )
                 } else {
-                    (
-                        codes::TLS_HANDSHAKE,
-                        format!(
-                            "compare the certificate's names and dates with the URL (openssl s_client -connect {target} -servername {host})"
+                    use rustls::CertificateError as C;
+                    // Name the actual problem: a generic "compare names and dates" left the
+                    // operator to work out which of the two it was.
+                    let check = format!("openssl s_client -connect {target} -servername {host}");
+                    let remedy = match &e {
+                        rustls::Error::InvalidCertificate(
+                            C::NotValidForName | C::NotValidForNameContext { .. },
+                        ) => format!(
+                            "the certificate of {target} does not name '{host}': use a host name the certificate names in the URL, or reissue the certificate with '{host}' in its subjectAltName ({check})"
                         ),
-                    )
+                        rustls::Error::InvalidCertificate(
+                            C::Expired | C::ExpiredContext { .. },
+                        ) => {
+                            format!(
+                                "the certificate of {target} has expired: renew it on that server; if it looks valid, check this host's clock ({check})"
+                            )
+                        }
+                        rustls::Error::InvalidCertificate(
+                            C::NotValidYet | C::NotValidYetContext { .. },
+                        ) => format!(
+                            "the certificate of {target} is not valid yet: this host's clock is probably behind (check NTP), or the certificate was issued with a future date ({check})"
+                        ),
+                        _ => format!(
+                            "compare the certificate's names and dates with the URL ({check})"
+                        ),
+                    };
+                    (codes::TLS_HANDSHAKE, remedy)
                 };
                 return Err(run.fail(
                     "tls",
@@ -1148,6 +1169,9 @@ pub struct IssuerCheck {
     pub failure: Option<ProbeFailure>,
     /// The transport steps (DNS, TCP, CONNECT, TLS, HTTP).
     pub steps: Vec<ProbeStep>,
+    /// The `Date` header of the answer, if any: a reference clock for `tessera doctor`.
+    #[serde(skip)]
+    pub date: Option<String>,
 }
 
 /// Client credentials for an optional real token request.
@@ -1158,7 +1182,13 @@ pub struct ClientCredentials {
 }
 
 fn check_from(check: &'static str, report: ProbeReport, detail: String) -> IssuerCheck {
+    let date = report
+        .response
+        .as_ref()
+        .and_then(|r| r.header("date"))
+        .map(str::to_owned);
     IssuerCheck {
+        date,
         check,
         url: report.url,
         ok: report.failure.is_none(),
@@ -1189,6 +1219,7 @@ fn failed_check(
             remedy,
         }),
         steps: Vec::new(),
+        date: None,
     }
 }
 
@@ -1200,9 +1231,17 @@ pub async fn probe_issuer(
     opts: &ProbeOptions,
     credentials: Option<&ClientCredentials>,
 ) -> Vec<IssuerCheck> {
-    let issuer = issuer.trim_end_matches('/');
+    // OIDC Discovery §4.1: a terminating `/` is removed before appending the well-known path;
+    // §4.3 / RFC 8414 §3.3: the published issuer must be identical to the issuer *as the relying
+    // party has it*. Comparing against the trimmed form called an issuer published with its
+    // trailing slash (as some providers do) a mismatch, and accepted a relying party configured
+    // with a slash the provider does not publish (its ID tokens' `iss` would then be rejected).
+    let issuer = issuer.trim();
     let mut out = Vec::new();
-    let discovery_url = format!("{issuer}/.well-known/openid-configuration");
+    let discovery_url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
     let report = probe_get(&discovery_url, opts).await;
     let body = report.response.as_ref().map(|r| r.body.clone());
     if !report.ok() {
@@ -1256,6 +1295,7 @@ pub async fn probe_issuer(
         detail: format!("issuer '{published}' matches"),
         failure: None,
         steps: Vec::new(),
+        date: None,
     });
     let url_of = |k: &str| meta.get(k).and_then(|v| v.as_str()).map(str::to_owned);
     match url_of("jwks_uri") {
@@ -1314,14 +1354,41 @@ pub async fn probe_issuer(
     };
     // Reachability: an empty POST must get an OAuth error answer (400/401), proving the path.
     let report = exchange(&HttpRequest::post_form(&token_endpoint, &[]), opts).await;
-    let answered = report
-        .response
-        .as_ref()
-        .map(|r| status_text(&r.status_line).to_owned());
-    let detail = answered
-        .map(|s| format!("reachable: an empty POST was answered {s} (expected: an OAuth error)"))
-        .unwrap_or_default();
-    out.push(check_from("token_endpoint", report, detail));
+    let answered = report.response.as_ref().map(|r| {
+        let oauth_error = serde_json::from_slice::<serde_json::Value>(&r.body)
+            .ok()
+            .is_some_and(|v| v.get("error").is_some_and(|e| e.is_string()));
+        (
+            r.status,
+            status_text(&r.status_line).to_owned(),
+            oauth_error,
+        )
+    });
+    let mut check = check_from("token_endpoint", report, String::new());
+    match answered {
+        // RFC 6749 §5.2: 400 (or 401 for client authentication) with an `error` member. Any
+        // other answer (404 from a wrong path, 405, a 3xx, a 5xx from a gateway) used to pass as
+        // "reachable" although the relying party's code exchange would fail there.
+        Some((status, said, oauth_error)) if matches!(status, 400 | 401) || oauth_error => {
+            check.detail =
+                format!("reachable: an empty POST was answered {said} (expected: an OAuth error)");
+        }
+        Some((_, said, _)) => {
+            let cause = format!(
+                "{token_endpoint} answered an empty POST with {said}, not an OAuth error (RFC 6749 §5.2: 400 or 401 with an \"error\" member)"
+            );
+            check.ok = false;
+            check.detail = cause.clone();
+            check.failure = Some(ProbeFailure {
+                code: codes::HTTP_STATUS,
+                step: "token_endpoint",
+                cause,
+                remedy: "check the token_endpoint the provider publishes, and any gateway or reverse proxy in front of it (a redirect is not followed)".into(),
+            });
+        }
+        None => {}
+    }
+    out.push(check);
     if let Some(c) = credentials {
         let req = HttpRequest::post_form(&token_endpoint, &[("grant_type", "client_credentials")])
             .with_header("Authorization", &basic_auth(&c.client_id, &c.client_secret));

@@ -180,14 +180,22 @@ impl NoProxy {
             ));
             name = rest.to_owned();
         }
-        // `host:port`: curl ignores ports here; so do we (with a word).
+        // `host:port` or `[v6]:port`: curl ignores ports here; so do we (with a word).
         if let Some((host, port)) = name.rsplit_once(':')
-            && !host.contains(':')
+            && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')))
+            && !port.is_empty()
             && port.chars().all(|c| c.is_ascii_digit())
         {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
             self.warnings.push(format!(
                 "no-proxy entry '{e}': ports are not matched; read as '{host}'"
             ));
+            // The address without its port is an address entry: before, `127.0.0.1:8080`
+            // became a *name* that no address ever matched, despite the warning.
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                self.entries.push(NoProxyEntry::Ip(ip));
+                return;
+            }
             name = host.to_owned();
         }
         let name = name
@@ -214,7 +222,11 @@ impl NoProxy {
         let ip = h.parse::<IpAddr>().ok();
         self.entries.iter().find(|e| match (e, ip) {
             (NoProxyEntry::All, _) => true,
-            (NoProxyEntry::Ip(a), Some(ip)) => *a == ip,
+            // Compared like a full-length range, so `::ffff:10.0.0.1` matches `10.0.0.1` as
+            // it matches `10.0.0.0/8`.
+            (NoProxyEntry::Ip(a), Some(ip)) => {
+                *a == ip || in_cidr(ip, *a, if a.is_ipv4() { 32 } else { 128 })
+            }
             (NoProxyEntry::Cidr(net, len), Some(ip)) => in_cidr(ip, *net, *len),
             (NoProxyEntry::Domain(d), None) => {
                 h == *d
@@ -322,6 +334,10 @@ impl ProxyEndpoint {
     /// `http.proxyPort` default too).
     pub fn parse(url: &str) -> Result<Self, String> {
         let t = url.trim();
+        // Every message below names the URL without its user-info: a proxy URL from the
+        // environment may carry a password (`http://user:secret@proxy:3128`).
+        let redacted = redact_userinfo(t);
+        let url = redacted.as_str();
         let with_scheme = if t.contains("://") {
             t.to_owned()
         } else {
@@ -348,6 +364,19 @@ impl ProxyEndpoint {
             host,
             port: u.port().unwrap_or(80),
         })
+    }
+}
+
+/// `scheme://user:password@host…` → `scheme://***@host…` (only the authority is looked at).
+pub fn redact_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -703,6 +732,37 @@ mod tests {
         assert_eq!(ProxyEndpoint::parse("http://proxy").unwrap().port, 80);
         assert!(ProxyEndpoint::parse("https://proxy:1").is_err());
         assert!(ProxyEndpoint::parse("http://u:p@proxy:1").is_err());
+    }
+
+    #[test]
+    fn address_entries_with_a_port_still_match_the_address() {
+        // The warning says "read as '127.0.0.1'": the entry must then match that address.
+        let n = np("127.0.0.1:8080,[::1]:8443,idp.example:443");
+        assert!(n.matches("127.0.0.1"), "{:?}", n.entries);
+        assert!(n.matches("[::1]"), "{:?}", n.entries);
+        assert!(n.matches("idp.example"), "{:?}", n.entries);
+        assert!(!n.matches("127.0.0.2"));
+        assert_eq!(n.warnings.len(), 3, "{:?}", n.warnings);
+        // IPv4-mapped IPv6 hosts match an IPv4 address entry, as they match a CIDR entry.
+        assert!(np("10.0.0.1").matches("::ffff:10.0.0.1"));
+        assert!(np("10.0.0.0/8").matches("::ffff:10.0.0.1"));
+    }
+
+    #[test]
+    fn proxy_credentials_never_appear_in_errors() {
+        for url in [
+            "http://user:hunter2-secret@proxy:3128",
+            "https://user:hunter2-secret@proxy:3128",
+            "http://user:hunter2-secret@proxy:notaport",
+        ] {
+            let e = ProxyEndpoint::parse(url).unwrap_err();
+            assert!(!e.contains("hunter2-secret"), "{e}");
+            assert!(e.contains("***@proxy"), "{e}");
+        }
+        let env = |k: &str| (k == "HTTPS_PROXY").then(|| "http://u:hunter2-secret@p:1".to_owned());
+        let e = ProxySettings::from_env(&env).unwrap_err();
+        assert!(!e.contains("hunter2-secret"), "{e}");
+        assert_eq!(redact_userinfo("http://p:1/a@b"), "http://p:1/a@b");
     }
 
     fn label() -> impl Strategy<Value = String> {

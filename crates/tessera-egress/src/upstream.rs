@@ -62,6 +62,7 @@ impl HttpClient {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .finish();
+        let parsed_for_errors = parsed.clone();
         let mut req = self
             .inner
             .post(parsed)
@@ -74,7 +75,10 @@ impl HttpClient {
         if let Some((id, secret)) = basic {
             req = req.basic_auth(id, Some(secret));
         }
-        let resp = req.send().await.map_err(|e| self.classify(&host, e))?;
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return Err(self.explain(&parsed_for_errors, e).await),
+        };
         let status = resp.status().as_u16();
         let body = self.read_capped(&host, resp).await?;
         Ok(Reply { status, body })
@@ -88,6 +92,7 @@ impl HttpClient {
         bearer: Option<&str>,
     ) -> Result<Vec<u8>, EgressError> {
         let (parsed, host) = Self::parse_url(url)?;
+        let parsed_for_errors = parsed.clone();
         let mut req = self
             .inner
             .get(parsed)
@@ -95,7 +100,10 @@ impl HttpClient {
         if let Some(t) = bearer {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.map_err(|e| self.classify(&host, e))?;
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return Err(self.explain(&parsed_for_errors, e).await),
+        };
         let status = resp.status();
         if !status.is_success() {
             return Err(EgressError::HttpStatus {

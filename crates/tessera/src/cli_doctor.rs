@@ -72,6 +72,13 @@ impl ProxyArgs {
         for p in &self.java_props {
             java.push_str(&format!(" -D{p}"));
         }
+        // Java properties describe the whole proxy setting; combined with --proxy or
+        // --proxy-from-env one of them used to be dropped without a word.
+        if !java.trim().is_empty() && (self.proxy.is_some() || self.proxy_from_env) {
+            return Err(CliError::user(
+                "give the proxy either as Java properties (-D…, --java-opts) or with --proxy / --proxy-from-env, not both",
+            ));
+        }
         let mut proxy = if !java.trim().is_empty() {
             ProxySettings::from_java_properties(&java).map_err(CliError::user)?
         } else {
@@ -337,6 +344,15 @@ fn finish(checks: &[Check], json: bool) -> Result<(), CliError> {
 /// The code of a failed LDAP diagnose step.
 pub fn ldap_code(step: &str, cause: &str) -> &'static str {
     let c = cause.to_ascii_lowercase();
+    // A name that does not resolve is not "the directory is down": say DNS (it was
+    // TSR-LDAP-001, whose remedy sends the operator to check that slapd runs).
+    if c.contains("failed to lookup")
+        || c.contains("name or service not known")
+        || c.contains("no address associated")
+        || c.contains("dns error")
+    {
+        return "TSR-NET-DNS";
+    }
     if c.contains("timeout") || c.contains("timed out") {
         return if step == "tcp" {
             "TSR-LDAP-001"
@@ -374,7 +390,14 @@ pub async fn ldap_checks(
                     Some(d) => format!("{cause} ({d})"),
                     None => cause.clone(),
                 };
-                Check::fail(label, t, ldap_code(&s.step, &cause), cause_full, None)
+                let code = ldap_code(&s.step, &cause);
+                let remedy = (code == "TSR-NET-DNS").then(|| {
+                    format!(
+                        "the host name of {} does not resolve on this machine: check the provider's `urls` for typos and this machine's resolver (`getent hosts HOST`)",
+                        host.url
+                    )
+                });
+                Check::fail(label, t, code, cause_full, remedy)
             };
             c.elapsed_ms = s.elapsed_ms;
             out.push(c);
@@ -652,6 +675,18 @@ pub async fn run(config: Arc<Config>, args: DoctorArgs) -> Result<(), CliError> 
     // endpoint, through the configured egress proxy.
     for u in &config.upstreams {
         let results = probe::probe_issuer(&u.issuer, &opts, None).await;
+        // The upstreams' `Date` headers are reference clocks too (before, only client JWKS
+        // answers were, so a doctor with upstreams but no remote JWKS never checked the clock).
+        if let Some((url, d)) = results
+            .iter()
+            .find_map(|r| Some((r.url.clone(), http_date(r.date.as_deref()?)?)))
+        {
+            let host = url::Url::parse(&url)
+                .ok()
+                .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+                .unwrap_or(url);
+            references.push((host, d));
+        }
         let prefix = if u.enabled {
             format!("upstream {}", u.name)
         } else {
@@ -731,6 +766,14 @@ mod tests {
             assert!(catalog::lookup(ldap_code(step, cause)).is_some());
         }
         assert_eq!(ldap_code("search", "matched 2 entries"), "TSR-LDAP-005");
+        // An unresolvable directory host is a DNS problem, not a directory that is down.
+        assert_eq!(
+            ldap_code(
+                "tcp",
+                "failed to lookup address information: Name or service not known"
+            ),
+            "TSR-NET-DNS"
+        );
         assert_eq!(
             ldap_code("service_bind", "timed out after 1000 ms"),
             "TSR-LDAP-002"

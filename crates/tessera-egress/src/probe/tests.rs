@@ -118,6 +118,11 @@ struct Pki {
 
 /// A test CA and a leaf for `localhost` / `127.0.0.1`, made with the `openssl` command.
 fn pki() -> Option<Pki> {
+    pki_for("DNS:localhost,IP:127.0.0.1")
+}
+
+/// A test CA and a leaf whose subjectAltName is `san`.
+fn pki_for(san: &str) -> Option<Pki> {
     if Command::new("openssl").arg("version").output().is_err() {
         assert!(
             !require_services(),
@@ -140,7 +145,7 @@ fn pki() -> Option<Pki> {
     };
     std::fs::write(
         dir.join("leaf.ext"),
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        format!("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName={san}\n"),
     )
     .unwrap();
     run(&[
@@ -550,9 +555,12 @@ async fn issuer_probe_names_the_blocked_step() {
     assert_eq!(last.check, "token_request");
     assert_eq!(last.failure.as_ref().unwrap().code, "TSR-CLIENT-SECRET");
 
-    // Issuer mismatch: probing with a trailing path.
+    // Issuer mismatch: a relying party configured with a trailing slash the provider does not
+    // publish would reject every ID token (`iss` differs): the probe says so.
     let checks = probe_issuer(&format!("{issuer}/"), &fast(), None).await;
-    assert!(checks.iter().all(|c| c.ok));
+    let f = checks.last().unwrap().failure.clone().unwrap();
+    assert_eq!(f.code, codes::OIDC_ISSUER, "{checks:#?}");
+    assert!(f.remedy.contains(&format!("'{issuer}'")), "{f}");
     let checks = probe_issuer(&issuer.replace("127.0.0.1", "localhost"), &fast(), None).await;
     assert_eq!(
         checks.last().unwrap().failure.as_ref().unwrap().code,
@@ -582,4 +590,157 @@ fn dechunks() {
 #[test]
 fn loopback_default_no_proxy() {
     assert!(NoProxy::loopback().matches("127.0.0.1"));
+}
+
+/// A tiny OP whose discovery document publishes `issuer` verbatim and whose token endpoint
+/// answers every POST with `token_status` / `token_body`.
+async fn tiny_op(
+    issuer_suffix: &'static str,
+    token_status: &'static str,
+    token_body: &'static str,
+) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let meta = serde_json::json!({
+        "issuer": format!("{base}{issuer_suffix}"),
+        "jwks_uri": format!("{base}/jwks.json"),
+        "token_endpoint": format!("{base}/token"),
+    })
+    .to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let meta = meta.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let (status, body) = if req.starts_with("GET /.well-known/openid-configuration") {
+                    ("200 OK", meta)
+                } else if req.starts_with("GET /jwks.json") {
+                    ("200 OK", r#"{"keys":[{"kty":"EC"}]}"#.to_owned())
+                } else {
+                    (token_status, token_body.to_owned())
+                };
+                let _ = s
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 {status}\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn issuer_published_with_a_trailing_slash_matches_itself() {
+    // Some providers publish their issuer with a trailing slash; the relying party configured
+    // with exactly that value is right, and the discovery URL has no double slash.
+    let base = tiny_op("/", "400 Bad Request", r#"{"error":"invalid_request"}"#).await;
+    let checks = probe_issuer(&format!("{base}/"), &fast(), None).await;
+    assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
+    assert_eq!(
+        checks[0].url,
+        format!("{base}/.well-known/openid-configuration")
+    );
+    // The answer's Date header is kept for the doctor's clock check.
+    assert_eq!(
+        checks[0].date.as_deref(),
+        Some("Sun, 06 Nov 1994 08:49:37 GMT")
+    );
+    // Configured without the slash: a mismatch, and the remedy quotes the published value.
+    let checks = probe_issuer(&base, &fast(), None).await;
+    let f = checks.last().unwrap().failure.clone().unwrap();
+    assert_eq!(f.code, codes::OIDC_ISSUER, "{checks:#?}");
+    assert!(f.remedy.contains(&format!("'{base}/'")), "{f}");
+}
+
+#[tokio::test]
+async fn token_endpoint_must_answer_like_a_token_endpoint() {
+    // A wrong path behind a gateway: 404 is not "reachable".
+    let base = tiny_op("", "404 Not Found", "<html>no</html>").await;
+    let checks = probe_issuer(&base, &fast(), None).await;
+    let last = checks.last().unwrap();
+    assert_eq!(last.check, "token_endpoint");
+    assert!(!last.ok, "{last:#?}");
+    let f = last.failure.as_ref().unwrap();
+    assert_eq!(f.code, codes::HTTP_STATUS);
+    assert!(f.cause.contains("404 Not Found"), "{f}");
+    // 401 without a body (some servers) and 400 with an OAuth error both pass.
+    let base = tiny_op("", "401 Unauthorized", "").await;
+    assert!(
+        probe_issuer(&base, &fast(), None)
+            .await
+            .iter()
+            .all(|c| c.ok)
+    );
+    let base = tiny_op("", "502 Bad Gateway", "").await;
+    let checks = probe_issuer(&base, &fast(), None).await;
+    assert!(!checks.last().unwrap().ok, "{checks:#?}");
+}
+
+#[tokio::test]
+async fn tls_name_mismatch_is_named_with_its_remedy() {
+    let Some(pki) = pki_for("DNS:other.example") else {
+        return;
+    };
+    let port = tls_server(&pki, "{}");
+    let opts = ProbeOptions {
+        extra_ca_file: Some(pki.ca.clone()),
+        ..fast()
+    };
+    let r = probe_get(&format!("https://127.0.0.1:{port}/"), &opts).await;
+    let f = r.failure.clone().unwrap();
+    assert_eq!(f.code, codes::TLS_HANDSHAKE, "{f}");
+    assert!(f.cause.contains("not valid for name"), "{f}");
+    assert!(
+        f.remedy.starts_with(&format!(
+            "the certificate of 127.0.0.1:{port} does not name '127.0.0.1'"
+        )),
+        "{f}"
+    );
+    artifact(
+        "tls-wrong-name",
+        &render(&r).replace(&port.to_string(), "PORT"),
+    );
+}
+
+#[tokio::test]
+async fn outbound_client_names_the_proxy_status_line() {
+    // The server's own client (reqwest) through a proxy that refuses CONNECT: hyper reports
+    // only "unsuccessful tunnel"; the error must carry the proxy's answer.
+    let Some(proxy) = test_proxy() else { return };
+    let client = crate::HttpClient::new(crate::EgressConfig {
+        connect_timeout_ms: 2_000,
+        timeout_ms: 2_000,
+        proxy: ProxyConfig {
+            url: Some(proxy.url.clone()),
+            no_proxy: Some(vec![]),
+            from_env: false,
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let e = client
+        .fetch_jwks("https://idp.example.test/jwks.json")
+        .await
+        .unwrap_err();
+    let authority = proxy.url.trim_start_matches("http://");
+    assert_eq!(e.class(), "connect", "{e}");
+    assert!(
+        e.to_string().contains(&format!(
+            "[TSR-PROXY-403] proxy {authority} answered CONNECT idp.example.test:443 with 403 Filtered"
+        )),
+        "{e}"
+    );
+    let e = client
+        .post_form("https://idp.example.test/token", &[], None)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("403 Filtered"), "{e}");
 }

@@ -805,6 +805,13 @@ async fn probe_names_the_proxy_its_403_the_target_and_the_remedy() {
     );
     assert!(out.contains("✗ proxy_connect"), "{text}");
     assert!(out.contains("0 passed, 1 failed"), "{text}");
+
+    // --proxy next to Java properties: refused, rather than one of them silently ignored.
+    let mut both = args.clone();
+    both.extend(["--proxy".to_owned(), "http://127.0.0.1:9".to_owned()]);
+    let run = run_tessera(dir.path(), both).await;
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(run.stderr().contains("not both"), "{}", run.stderr());
 }
 
 /// `tessera doctor` checks each upstream IdP through the configured egress proxy.
@@ -885,6 +892,16 @@ client_secret = "upstream-secret-0123456789abcdef"
             "{check}: {text}"
         );
     }
+    // The upstream's Date header is the reference clock (there is no remote JWKS here).
+    let partner = upstream.base_url.trim_start_matches("http://");
+    assert!(
+        out.contains("✓ clock (") && out.contains(&format!(" of {partner} (Date header)")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("upstream-secret-0123456789abcdef"),
+        "never the secret: {text}"
+    );
 
     // --json: parsable, the failed item has code, cause, remedy and every transport step.
     let args = strings(&["doctor", "--config", "tessera.toml", "--json"]);
