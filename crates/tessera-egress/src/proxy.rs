@@ -136,6 +136,14 @@ impl NoProxy {
         for e in list.split(|c: char| c == ',' || c.is_whitespace()) {
             out.push(e);
         }
+        if out.entries.len() > 1 && out.entries.contains(&NoProxyEntry::All) {
+            // Tools differ here: Go bypasses the proxy for every host, curl and Python only
+            // when the whole value is '*'. Say which reading applies.
+            out.warnings.push(format!(
+                "'{list}' holds '*' among other entries: read as 'no proxy for any host' (as Go \
+                 does; curl and Python honour '*' only as the whole value)"
+            ));
+        }
         out
     }
 
@@ -606,6 +614,14 @@ mod tests {
     #[test]
     fn star_ip_and_cidr() {
         assert!(np("*").matches("anything.example"));
+        assert!(np("*").warnings.is_empty());
+        let mixed = np("corp.example,*");
+        assert!(mixed.matches("anything.example"));
+        assert!(
+            mixed.warnings[0].contains("no proxy for any host"),
+            "{:?}",
+            mixed.warnings
+        );
         let n = np("10.0.0.0/8,192.168.1.7,::1,fd00::/8");
         assert!(n.matches("10.20.30.40"));
         assert!(!n.matches("11.0.0.1"));
