@@ -163,6 +163,18 @@ impl Engine {
             Ok((Admission::Locked { until, locked }, _)) => {
                 LockoutMetrics::inc(&self.lockout_metrics.attempts_while_locked_total);
                 let why = if locked { "locked" } else { "saturated" };
+                // Review fix: a saturated name is not locked; its `until` is only when the
+                // reservations in flight lapse. The log and trace used to say "locked until T"
+                // for it too, sending administrators looking for a lock that does not exist.
+                let message = if locked {
+                    format!("locked until {}", rfc3339(until))
+                } else {
+                    format!(
+                        "not locked: {} attempts are counted or in flight (the threshold);                          refused until one finishes (at the latest {})",
+                        policy.threshold,
+                        rfc3339(until)
+                    )
+                };
                 tracing::warn!(
                     target: "tessera::security",
                     event = "login_locked",
@@ -170,12 +182,11 @@ impl Engine {
                     source_ip = ?ctx.source_ip,
                     request_id = %ctx.request_id,
                     state = why,
-                    "attempt refused: locked until {}",
-                    rfc3339(until)
+                    "attempt refused: {message}"
                 );
                 trace.step("lockout", "check", why, || {
                     detail! {
-                        "message" => format!("locked until {}", rfc3339(until)),
+                        "message" => message.clone(),
                         "until" => until,
                         "user" => key.name.clone(),
                     }

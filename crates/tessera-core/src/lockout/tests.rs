@@ -400,3 +400,37 @@ fn timestamps() {
     assert_eq!(rfc3339(T0), "2023-11-14T22:13:20Z");
     assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
 }
+
+/// Every spelling a directory matches as `dave` (OpenLDAP's caseIgnoreMatch: compatibility
+/// normalization, insignificant spaces) shares dave's key, so no spelling buys extra binds.
+#[test]
+fn directory_equivalent_spellings_share_one_key() {
+    for spelling in [
+        "dave",
+        " DAVE ",
+        "\u{ff44}\u{ff41}\u{ff56}\u{ff45}",     // fullwidth
+        "\u{ff24}\u{ff21}\u{ff36}\u{ff25}",     // fullwidth capitals
+        "\u{1d41d}\u{1d41a}\u{1d42f}\u{1d41e}", // mathematical bold
+        "\u{1d673}\u{1d670}\u{1d685}\u{1d674}", // mathematical monospace capitals
+        "\u{24d3}ave",                          // circled
+        "\u{217e}ave",                          // small roman numeral five hundred
+        "d\u{00ad}a\u{200b}ve\u{feff}",         // soft hyphen, zero-width space, BOM
+        "\u{1d48}ave",                          // modifier letter small d
+    ] {
+        assert_eq!(normalize_username(spelling), "dave", "{spelling:?}");
+    }
+    assert_eq!(normalize_username("\u{fb01}n"), "fin");
+    assert_eq!(normalize_username("\u{2163}"), "iv");
+    assert_eq!(normalize_username("\u{1d7d0}\u{2461}"), "22");
+    // Insignificant spaces: trimmed, runs (of any Unicode space) collapsed to one.
+    assert_eq!(
+        normalize_username("\u{3000}John \u{00a0}\t Smith "),
+        "john smith"
+    );
+    // Other scripts keep their letters (lowercased).
+    assert_eq!(normalize_username("\u{00c9}LODIE"), "\u{e9}lodie");
+    assert_eq!(
+        normalize_username("\u{41c}\u{430}\u{448}\u{430}"),
+        "\u{43c}\u{430}\u{448}\u{430}"
+    );
+}

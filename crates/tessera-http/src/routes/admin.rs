@@ -31,26 +31,42 @@ pub(super) fn refuse(s: &AppState, headers: &HeaderMap) -> Option<Response> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .unwrap_or_default();
-    if s.engine.admin_token_matches(presented) {
+        .and_then(bearer_token);
+    if presented.is_some_and(|t| s.engine.admin_token_matches(t)) {
         return None;
     }
     tracing::warn!(target: "tessera::security", event = "admin_auth_failed", "admin API: missing or wrong bearer token");
-    let mut r = (
-        StatusCode::UNAUTHORIZED,
-        Json(json!({ "error": "invalid_token" })),
-    )
-        .into_response();
+    // RFC 6750 §3.1: a request without a token gets a bare challenge; a wrong token gets
+    // `error="invalid_token"` (review fix: both used to get the same bare challenge).
+    let challenge = if presented.is_some() {
+        "Bearer realm=\"tessera-admin\", error=\"invalid_token\""
+    } else {
+        "Bearer realm=\"tessera-admin\""
+    };
+    let mut r = no_store(
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "invalid_token" })),
+        )
+            .into_response(),
+    );
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"tessera-admin\""),
+        HeaderValue::from_static(challenge),
     );
     Some(r)
+}
+
+/// The token of `Authorization: Bearer TOKEN`. The scheme is case-insensitive (RFC 9110
+/// §11.1; review fix: `BEARER` and `BeArEr` were refused) and the token is one `b64token`
+/// (RFC 6750 §2.1): an empty token or one followed by anything else is no token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim_matches(' ');
+    (!token.is_empty() && !token.contains([' ', '\t'])).then_some(token)
 }
 
 fn store_failure(e: impl std::fmt::Display) -> Response {
@@ -186,7 +202,7 @@ pub(super) async fn metrics(State(s): State<AppState>) -> Response {
     metric(
         "tessera_lockout_users_with_failures_high_water",
         "gauge",
-        "Highest number of users with unexpired failures seen by this process.",
+        "Highest number of users with unexpired failures this process has observed (sampled whenever /metrics or the admin list is read).",
         &[("", get(&m.users_with_failures_high_water))],
     );
     metric(

@@ -160,6 +160,42 @@ async fn seed_scenario_directory_account_is_never_locked() {
     ));
 }
 
+/// Review finding: slapd matches `(uid=ｄａｖｅ)`, `(uid=𝐝𝐚𝐯𝐞)`, `(uid=ⓓave)` … to dave
+/// (compatibility normalization), so when each spelling had its own lockout key every spelling
+/// bought `threshold` more binds and the directory's own ppolicy locked dave after all.
+#[tokio::test]
+async fn directory_equivalent_spellings_share_one_lock() {
+    let Some(slapd) = Slapd::start("lockout_spellings", None) else {
+        return;
+    };
+    let directory_max: usize = slapd
+        .var("TESSERA_TEST_LDAP_PPOLICY_MAX_FAILURE")
+        .parse()
+        .expect("ppolicy max failure is a number");
+    let server = TestServer::start(&provider_toml(&slapd)).await;
+    let spellings = [
+        "dave",
+        "DAVE",
+        "\u{ff44}\u{ff41}\u{ff56}\u{ff45}",
+        "\u{1d41d}\u{1d41a}\u{1d42f}\u{1d41e}",
+        "\u{24d3}ave",
+        "\u{217e}ave",
+    ];
+    let mut reached = 0;
+    for spelling in spellings {
+        for _ in 0..directory_max / 2 {
+            if !login(&server, spelling, "wrong-password").await.is_locked() {
+                reached += 1;
+            }
+        }
+    }
+    assert_eq!(reached, 5, "only the threshold reaches the directory");
+    assert!(
+        direct_bind(&slapd, "dave", "dave-secret"),
+        "dave's directory account must still accept the right password"
+    );
+}
+
 #[tokio::test]
 async fn directory_outage_counts_nothing() {
     let Some(slapd) = Slapd::start("lockout_outage", None) else {

@@ -470,3 +470,37 @@ async fn saturated_is_try_again_not_bad_credentials() {
     );
     assert_eq!(f.calls(), calls, "no provider was asked");
 }
+
+/// Review finding: a saturated name is not locked, so its trace must not say "locked until".
+#[tokio::test]
+async fn a_saturated_trace_does_not_claim_a_lock() {
+    use crate::store::LockoutStore as _;
+    let f = Fixture::new(|s| s.user_lockout.threshold = 1).await;
+    let policy = f.engine.settings.user_lockout;
+    f.store
+        .lockout_begin_attempt(&policy, &LockoutKey::user("erin"), T0)
+        .await
+        .expect("reservation");
+    let ctx = RequestContext {
+        trace: TraceHandle::on(),
+        ..ctx()
+    };
+    let creds = PasswordCredentials {
+        username: "erin".into(),
+        password: "right".into(),
+    };
+    let r = f.engine.authenticate_user(&creds, &ctx).await;
+    assert!(!r.is_locked());
+    let steps = ctx.trace.steps();
+    let step = steps
+        .iter()
+        .find(|s| s.component == "lockout")
+        .expect("a lockout step");
+    assert_eq!(step.outcome, "saturated");
+    let msg = step
+        .detail
+        .get("message")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    assert!(msg.starts_with("not locked"), "{msg}");
+}
