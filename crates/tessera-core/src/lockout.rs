@@ -282,43 +282,45 @@ impl LockoutKey {
     }
 }
 
-/// The lockout key of a submitted username: case-folded, compatibility forms of Latin letters
-/// and digits folded to ASCII, invisible format characters dropped, whitespace trimmed and
-/// collapsed to single spaces.
+/// The lockout key of a submitted username: Unicode compatibility-normalized (NFKC) and
+/// lower-cased, invisible format characters dropped, whitespace trimmed and collapsed to single
+/// spaces.
 ///
-/// Review fix: the key was only `trim().to_lowercase()`, but directories match names more
-/// loosely. OpenLDAP's `caseIgnoreMatch` (uid, cn) applies Unicode compatibility normalization
-/// and insignificant-space handling (RFC 4518), so `ｄａｖｅ` (fullwidth), `𝐝𝐚𝐯𝐞` (mathematical
-/// bold), `ⓓave` or `ⅾave` all find and bind `uid=dave` — each under its own lockout key, so an
-/// attacker got `threshold` extra directory binds per spelling and could trip the directory's
-/// hard lockout after all. The key must be at least as coarse as any provider's matching (a
-/// coarser key only merges look-alike names, which is harmless). Without a Unicode table crate
-/// this folds the compatibility blocks that map to ASCII letters and digits; canonical
-/// composition (`e` + U+0301 vs `é`) is not folded.
+/// Directories match names loosely: OpenLDAP's `caseIgnoreMatch` (uid, cn) applies Unicode
+/// compatibility normalization and insignificant-space handling (RFC 4518 §2), so `ｄａｖｅ`
+/// (fullwidth), `𝐝𝐚𝐯𝐞` (mathematical bold), `ⓓave` or `ⅾave` all find and bind `uid=dave`. Each
+/// spelling under its own key would get `threshold` more directory binds and could trip the
+/// directory's hard lockout after all, so the key is at least as coarse as any provider's
+/// matching (a coarser key only merges look-alike names, which is harmless).
 pub fn normalize_username(submitted: &str) -> String {
-    let mut out = String::with_capacity(submitted.len());
+    use unicode_normalization::UnicodeNormalization as _;
+    let folded: String = submitted
+        .nfkc()
+        .flat_map(char::to_lowercase)
+        .collect::<String>()
+        .nfkc()
+        .collect();
+    let mut out = String::with_capacity(folded.len());
     let mut space = false;
-    for c in submitted.chars() {
+    for c in folded.chars() {
         if is_ignorable(c) {
             continue;
         }
-        if c.is_whitespace() || c == '\u{00A0}' || c == '\u{202F}' || c == '\u{3000}' {
+        // NFKC already maps no-break and ideographic spaces to U+0020.
+        if c.is_whitespace() {
             space = !out.is_empty();
             continue;
         }
         if std::mem::take(&mut space) {
             out.push(' ');
         }
-        match compat_fold(c) {
-            Some(Fold::Char(f)) => out.extend(f.to_lowercase()),
-            Some(Fold::Str(s)) => out.push_str(s),
-            None => out.extend(c.to_lowercase()),
-        }
+        out.push(c);
     }
     out
 }
 
-/// Format characters a directory ignores when matching (RFC 3454 table B.1, bidi controls).
+/// Format characters a directory ignores when matching (RFC 3454 table B.1, bidi controls);
+/// NFKC keeps them.
 fn is_ignorable(c: char) -> bool {
     matches!(
         c,
@@ -339,90 +341,6 @@ fn is_ignorable(c: char) -> bool {
             | '\u{1BCA0}'..='\u{1BCA3}'
             | '\u{E0000}'..='\u{E0FFF}'
     )
-}
-
-enum Fold {
-    Char(char),
-    Str(&'static str),
-}
-
-/// The NFKC image of compatibility characters that decompose to ASCII letters or digits.
-fn compat_fold(c: char) -> Option<Fold> {
-    let cp = u32::from(c);
-    let offset = |base: u32, first: u8| Fold::Char(char::from(first + (cp - base) as u8));
-    let letter52 = |base: u32| {
-        let i = ((cp - base) % 52) as u8;
-        Fold::Char(char::from(if i < 26 { b'a' + i } else { b'a' + i - 26 }))
-    };
-    Some(match cp {
-        // Fullwidth ASCII.
-        0xFF01..=0xFF5E => Fold::Char(char::from_u32(cp - 0xFEE0)?),
-        // Mathematical alphanumeric symbols: 13 alphabets of A–Z a–z, then 5 sets of 0–9.
-        0x1D400..=0x1D6A3 => letter52(0x1D400),
-        0x1D6A4 => Fold::Char('ı'),
-        0x1D6A5 => Fold::Char('ȷ'),
-        0x1D7CE..=0x1D7FF => Fold::Char(char::from(b'0' + ((cp - 0x1D7CE) % 10) as u8)),
-        // Circled and squared Latin letters, circled digits.
-        0x24B6..=0x24CF => offset(0x24B6, b'a'),
-        0x24D0..=0x24E9 => offset(0x24D0, b'a'),
-        0x1F130..=0x1F149 => offset(0x1F130, b'a'),
-        0x2460..=0x2468 => offset(0x2460, b'1'),
-        0x24EA => Fold::Char('0'),
-        0x1FBF0..=0x1FBF9 => offset(0x1FBF0, b'0'),
-        // Superscripts and subscripts.
-        0x2070 => Fold::Char('0'),
-        0x00B9 => Fold::Char('1'),
-        0x00B2 => Fold::Char('2'),
-        0x00B3 => Fold::Char('3'),
-        0x2074..=0x2079 => offset(0x2074, b'4'),
-        0x2080..=0x2089 => offset(0x2080, b'0'),
-        0x00AA | 0x2090 | 0x1D2C | 0x1D43 => Fold::Char('a'),
-        0x00BA | 0x2092 | 0x1D3C | 0x1D52 | 0x2134 => Fold::Char('o'),
-        0x2091 | 0x1D31 | 0x1D49 | 0x212F | 0x2130 | 0x2147 => Fold::Char('e'),
-        0x2093 | 0x02E3 => Fold::Char('x'),
-        0x2095 | 0x02B0 | 0x1D34 | 0x210B..=0x210E => Fold::Char('h'),
-        0x2096 | 0x1D37 | 0x1D4F | 0x212A => Fold::Char('k'),
-        0x2097 | 0x02E1 | 0x1D38 | 0x2112 | 0x2113 => Fold::Char('l'),
-        0x2098 | 0x1D39 | 0x1D50 | 0x2133 => Fold::Char('m'),
-        0x2099 | 0x207F | 0x1D3A | 0x2115 => Fold::Char('n'),
-        0x209A | 0x1D3E | 0x1D56 | 0x2119 => Fold::Char('p'),
-        0x209B | 0x02E2 | 0x017F => Fold::Char('s'),
-        0x209C | 0x1D40 | 0x1D57 => Fold::Char('t'),
-        0x2071 | 0x1D35 | 0x1D62 | 0x2110 | 0x2111 | 0x2139 | 0x2148 => Fold::Char('i'),
-        0x02B2 | 0x1D36 | 0x2C7C | 0x2149 => Fold::Char('j'),
-        0x02B3 | 0x1D3F | 0x1D63 | 0x211B..=0x211D => Fold::Char('r'),
-        0x02B7 | 0x1D42 => Fold::Char('w'),
-        0x02B8 => Fold::Char('y'),
-        0x1D2E | 0x1D47 | 0x212C => Fold::Char('b'),
-        0x1D30 | 0x1D48 | 0x2145 | 0x2146 => Fold::Char('d'),
-        0x1D33 | 0x1D4D | 0x210A => Fold::Char('g'),
-        0x1D41 | 0x1D58 | 0x1D64 => Fold::Char('u'),
-        0x1D5B | 0x1D65 | 0x2C7D => Fold::Char('v'),
-        0x1D9C | 0x2102 | 0x212D => Fold::Char('c'),
-        0x1DA0 | 0x2131 => Fold::Char('f'),
-        0x1DBB | 0x2124 | 0x2128 => Fold::Char('z'),
-        0x211A => Fold::Char('q'),
-        // Roman numerals.
-        0x2160..=0x216F => Fold::Str(roman(cp - 0x2160)),
-        0x2170..=0x217F => Fold::Str(roman(cp - 0x2170)),
-        // Ligatures.
-        0xFB00 => Fold::Str("ff"),
-        0xFB01 => Fold::Str("fi"),
-        0xFB02 => Fold::Str("fl"),
-        0xFB03 => Fold::Str("ffi"),
-        0xFB04 => Fold::Str("ffl"),
-        0xFB05 | 0xFB06 => Fold::Str("st"),
-        0x0132 | 0x0133 => Fold::Str("ij"),
-        _ => return None,
-    })
-}
-
-fn roman(i: u32) -> &'static str {
-    const R: [&str; 16] = [
-        "i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x", "xi", "xii", "l", "c", "d",
-        "m",
-    ];
-    R[i as usize % 16]
 }
 
 /// The stored state of one key.

@@ -429,6 +429,8 @@ fn directory_equivalent_spellings_share_one_key() {
     );
     // Other scripts keep their letters (lowercased).
     assert_eq!(normalize_username("\u{00c9}LODIE"), "\u{e9}lodie");
+    // A separately typed accent composes (NFKC): one key for both spellings of é.
+    assert_eq!(normalize_username("E\u{0301}lodie"), "\u{e9}lodie");
     assert_eq!(
         normalize_username("\u{41c}\u{430}\u{448}\u{430}"),
         "\u{43c}\u{430}\u{448}\u{430}"
