@@ -311,15 +311,11 @@ impl Engine {
             (grant_type::CLIENT_CREDENTIALS, Some(c)) => {
                 self.grant_client_credentials(&c.client, params, now).await
             }
-            (grant_type::JWT_BEARER, c) => {
-                crate::assertion::grant_jwt_bearer(
-                    self,
-                    c.as_ref().map(|c| &*c.client),
-                    params,
-                    ctx,
-                    now,
-                )
-                .await
+            (grant_type::JWT_BEARER, Some(c)) => {
+                crate::assertion::grant_jwt_bearer(self, Some(&c.client), params, ctx, now).await
+            }
+            (grant_type::JWT_BEARER, None) => {
+                self.guarded_anonymous_jwt_bearer(params, ctx, now).await
             }
             (grant_type::AUTHORIZATION_CODE, Some(c)) => {
                 crate::interactive::grant_authorization_code(self, &c.client, params, now).await

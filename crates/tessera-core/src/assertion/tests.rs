@@ -1649,3 +1649,48 @@ async fn tokens_of_a_deleted_client_are_inactive() {
         "a trusted issuer's token"
     );
 }
+
+/// Issue 8: a service account presenting jwt-bearer grants without client authentication is
+/// guarded like a client secret: `threshold` rejected assertions lock its `iss` (per source
+/// address), after which even a valid assertion is refused without being checked.
+#[tokio::test]
+async fn service_account_grants_are_guarded_by_the_client_lockout() {
+    let mut s = settings();
+    s.client_lockout.threshold = 3;
+    let sa = sa_setup(s, vec![], Some("profile")).await;
+    let ctx = RequestContext {
+        request_id: "sa-lockout".into(),
+        source_ip: Some([198, 51, 100, 9].into()),
+        ..RequestContext::default()
+    };
+    let good = sa_sign(&sa.key_file, &google_claims(&sa.email, ""));
+    let mut forged = good.clone();
+    forged.pop();
+    forged.push(if good.ends_with('A') { 'B' } else { 'A' });
+    let (good_params, forged_params) = (grant_params(&good, &[]), grant_params(&forged, &[]));
+    assert!(sa.engine.token(None, &good_params, &ctx).await.is_ok());
+    for _ in 0..3 {
+        let e = sa
+            .engine
+            .token(None, &forged_params, &ctx)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidGrant);
+    }
+    let e = sa.engine.token(None, &good_params, &ctx).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidGrant, "locked: {e}");
+    assert_eq!(desc(&e), "the assertion was rejected");
+    let status = sa.engine.lockout_status(&sa.email).await.unwrap();
+    assert!(status.iter().any(|r| r.locked), "{status:?}");
+    // Another source address is not locked out (client_and_source scope).
+    let elsewhere = RequestContext {
+        source_ip: Some([203, 0, 113, 1].into()),
+        ..ctx.clone()
+    };
+    assert!(
+        sa.engine
+            .token(None, &good_params, &elsewhere)
+            .await
+            .is_ok()
+    );
+}

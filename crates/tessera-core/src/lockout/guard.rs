@@ -262,6 +262,61 @@ impl Engine {
         ))
     }
 
+    /// The jwt-bearer grant presented without client authentication (RFC 7523 §3.1; the Google
+    /// key-file flow): the assertion is the service account's credential, so the client policy
+    /// guards it under its `iss`, like a client secret. A trusted issuer (an STS speaking for
+    /// many callers) is not locked by the grants of one. Every `invalid_grant` counts except a
+    /// key source that could not be fetched (an outage); a locked account gets `invalid_grant`.
+    pub(crate) async fn guarded_anonymous_jwt_bearer(
+        &self,
+        params: &crate::oauth::params::Params,
+        ctx: &RequestContext,
+        now: UnixTime,
+    ) -> OAuthResult<crate::oauth::TokenResponse> {
+        let key = params
+            .get("assertion")
+            .and_then(|a| unverified_claim(a, "iss", self.settings.max_jwt_bytes))
+            .filter(|iss| {
+                self.settings.client_lockout.enabled
+                    && !self
+                        .settings
+                        .trusted_issuers
+                        .iter()
+                        .any(|t| &t.issuer == iss)
+            })
+            .map(|iss| LockoutKey::client(&iss, ctx.source_ip, self.settings.client_lockout_scope));
+        let Some(key) = key else {
+            return crate::assertion::grant_jwt_bearer(self, None, params, ctx, now).await;
+        };
+        let attempt = self
+            .client_lockout_begin(key, None, ctx)
+            .await
+            .map_err(|e| {
+                if e.code == crate::ErrorCode::InvalidClient {
+                    let cause = e.cause.clone().unwrap_or_default();
+                    OAuthError::invalid_grant("the assertion was rejected").with_cause(cause)
+                } else {
+                    e
+                }
+            })?;
+        let result = crate::assertion::grant_jwt_bearer(self, None, params, ctx, now).await;
+        let outcome = match &result {
+            Ok(_) => AttemptOutcome::Success,
+            Err(e)
+                if e.code == crate::ErrorCode::InvalidGrant
+                    && !e
+                        .description
+                        .as_deref()
+                        .is_some_and(|d| d.starts_with("could not fetch")) =>
+            {
+                AttemptOutcome::CredentialFailure
+            }
+            Err(_) => AttemptOutcome::Neutral,
+        };
+        self.client_lockout_finish(attempt, outcome, ctx).await;
+        result
+    }
+
     /// Check a client's lock before authenticating it; a locked key is `invalid_client` at once.
     ///
     /// Unlike end users, clients take no in-flight reservation: a confidential client may run
@@ -520,14 +575,19 @@ impl Engine {
 /// The `sub` of a JWT, without verifying anything (only to key the lockout; a client assertion's
 /// `sub` is its `client_id`, RFC 7523 §3).
 fn unverified_subject(jwt: &str, max_bytes: usize) -> Option<String> {
+    unverified_claim(jwt, "sub", max_bytes)
+}
+
+/// A string claim of a JWT, without verifying anything (only to key the lockout).
+fn unverified_claim(jwt: &str, claim: &str, max_bytes: usize) -> Option<String> {
     if jwt.len() > max_bytes {
         return None;
     }
     let payload = jwt.split('.').nth(1)?;
     let bytes = tessera_jose::b64::base64url_decode(payload).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let sub = v.get("sub")?.as_str()?;
-    (!sub.is_empty() && sub.len() <= 256).then(|| sub.to_owned())
+    let value = v.get(claim)?.as_str()?;
+    (!value.is_empty() && value.len() <= 256).then(|| value.to_owned())
 }
 
 #[cfg(test)]
