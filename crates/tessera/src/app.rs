@@ -159,16 +159,10 @@ impl App {
 
 /// Open (and migrate) the configured store, creating the SQLite file's directory if needed.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
-    if !config.store.url.starts_with("postgres") {
-        let path = config
-            .store
-            .url
-            .strip_prefix("sqlite://")
-            .or_else(|| config.store.url.strip_prefix("sqlite:"));
-        let path = Path::new(path.unwrap_or(&config.store.url));
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            create_private_dir(dir)?;
-        }
+    if let Some(path) = sqlite_path(config)
+        && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        create_private_dir(dir)?;
     }
     tessera_store::open_store(&config.store.url)
         .await
@@ -179,6 +173,19 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
             )),
             other => AppError::Store(other),
         })
+}
+
+/// The SQLite database file of the configured store (`None` on PostgreSQL).
+pub fn sqlite_path(config: &Config) -> Option<&Path> {
+    let url = &config.store.url;
+    if url.starts_with("postgres") {
+        return None;
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    Some(Path::new(path.split('?').next().unwrap_or(path)))
 }
 
 /// `mkdir -p` with mode 0700 for directories it creates (they hold the key and database).

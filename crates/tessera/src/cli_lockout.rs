@@ -22,7 +22,8 @@ pub enum LockoutCommand {
 
 #[derive(Debug, Args)]
 pub struct LockoutName {
-    /// A username (compared trimmed and lowercased) or a client_id.
+    /// A username (compared as the lockout keys it: NFKC, lowercased, spaces collapsed) or a
+    /// client_id.
     pub name: String,
     #[command(flatten)]
     pub output: OutputFormat,
@@ -30,7 +31,8 @@ pub struct LockoutName {
 
 #[derive(Debug, Args)]
 pub struct LockoutClear {
-    /// A username (compared trimmed and lowercased) or a client_id.
+    /// A username (compared as the lockout keys it: NFKC, lowercased, spaces collapsed) or a
+    /// client_id.
     pub name: String,
 }
 
@@ -55,7 +57,11 @@ pub async fn run(app: &App, command: LockoutCommand) -> Result<(), CliError> {
         LockoutCommand::List(output) => {
             let records = engine.lockout_list().await?;
             if output.json {
-                return print_json(&records);
+                // The admin API's shape (GET /admin/lockout).
+                let locked_now = records.iter().filter(|r| r.locked).count();
+                return print_json(&serde_json::json!({
+                    "locked_now": locked_now, "records": records,
+                }));
             }
             if records.is_empty() {
                 println!("no locked names and no failures");

@@ -13,7 +13,7 @@ use tessera_core::error::OAuthError;
 use tessera_core::store::StoreError;
 
 use crate::app::{App, AppError, init_logging};
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, ClientCommand, Command, ConfigCommand, KeysCommand, UserCommand};
 use crate::cli_assertion::{AssertionCommand, ServiceAccountCommand};
 use crate::config::{Config, ConfigError, ConfigFile, Env, Overrides};
 
@@ -102,9 +102,24 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Quickstart => serve::serve(config, true).await,
         Command::Config(ConfigCommand::Check) => Ok(()),
         Command::Migrate => migrate(config).await,
-        Command::Client(c) => clients::run(&open_app(config).await?, c).await,
-        Command::User(c) => users::run(&open_app(config).await?, c).await,
-        Command::Keys(c) => keys::run(&open_app(config).await?, c).await,
+        Command::Client(c) => {
+            if !matches!(c, ClientCommand::Add(_)) {
+                require_existing_store(&config)?;
+            }
+            clients::run(&open_app(config).await?, c).await
+        }
+        Command::User(c) => {
+            if !matches!(c, UserCommand::Add(_)) {
+                require_existing_store(&config)?;
+            }
+            users::run(&open_app(config).await?, c).await
+        }
+        Command::Keys(c) => {
+            if matches!(c, KeysCommand::List(_)) {
+                require_existing_store(&config)?;
+            }
+            keys::run(&open_app(config).await?, c).await
+        }
         Command::ServiceAccount(ServiceAccountCommand::Create(a)) => {
             crate::cli_assertion::service_account_create(&open_app(config).await?.engine, &a).await
         }
@@ -120,9 +135,24 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 ))
             }
         }
-        Command::Lockout(c) => crate::cli_lockout::run(&open_app(config).await?, c).await,
+        Command::Lockout(c) => {
+            require_existing_store(&config)?;
+            crate::cli_lockout::run(&open_app(config).await?, c).await
+        }
         Command::Doctor(a) => crate::cli_doctor::run(config, a).await,
         Command::Probe(_) | Command::Debug(_) | Command::Trace(_) => Ok(()),
+    }
+}
+
+/// Commands that read or change what a deployment holds need its database: where none exists
+/// (a mistyped `--data-dir`), say so rather than create an empty one and answer "nothing".
+fn require_existing_store(config: &Config) -> Result<(), CliError> {
+    match crate::app::sqlite_path(config) {
+        Some(path) if !path.exists() => Err(CliError::user(format!(
+            "no database at {} (is --data-dir / data_dir right? `tessera serve` or `tessera migrate` creates it)",
+            path.display()
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -715,3 +715,39 @@ fn a_client_id_token_alg_needs_a_signing_key() {
     let es = format!("{CLIENT}id_token_signed_response_alg = \"ES256\"\n");
     assert!(load("c.toml", &es, &env).is_ok());
 }
+
+#[test]
+fn lockout_policies_that_cannot_work_are_refused() {
+    for (toml, key) in [
+        ("[lockout.users]\nthreshold = 0\n", "lockout.users"),
+        ("[lockout.users]\nlock_duration = 0\n", "lockout.users"),
+        (
+            "[lockout.clients]\nprogressive = { factor = 0, max = 3600 }\n",
+            "lockout.clients.progressive",
+        ),
+        (
+            "[lockout.users]\nlock_duration = 600\nprogressive = { factor = 2, max = 60 }\n",
+            "lockout.users.progressive",
+        ),
+    ] {
+        let err = load_err("l.toml", toml, &[]);
+        assert!(err.contains(key), "{toml}: {err}");
+    }
+    // Disabled or monitor-only policies are fine as they are.
+    assert!(
+        load(
+            "l.toml",
+            "[lockout.users]\nenabled = false\nthreshold = 0\n",
+            &[]
+        )
+        .is_ok()
+    );
+    assert!(
+        load(
+            "l.toml",
+            "[lockout.users]\nprogressive = { factor = 2, max = 86400 }\n",
+            &[]
+        )
+        .is_ok()
+    );
+}

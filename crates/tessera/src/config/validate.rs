@@ -348,10 +348,21 @@ pub(super) fn validate(
         ("users", &settings.user_lockout),
         ("clients", &settings.client_lockout),
     ] {
-        if p.enabled && (p.threshold == 0 || p.reset_window == 0) {
+        if p.enabled && (p.threshold == 0 || p.reset_window == 0 || p.lock_duration == 0) {
             err(
                 &format!("lockout.{name}"),
-                "threshold and reset_window must be at least 1".to_owned(),
+                "threshold, reset_window and lock_duration must be at least 1 (use mode = \"monitor_only\" to count without locking)".to_owned(),
+            );
+        }
+        if let Some(pr) = p.progressive
+            && (pr.factor < 1 || pr.max < p.lock_duration)
+        {
+            err(
+                &format!("lockout.{name}.progressive"),
+                format!(
+                    "factor must be at least 1 and max at least lock_duration ({} s); got factor {}, max {}",
+                    p.lock_duration, pr.factor, pr.max
+                ),
             );
         }
     }

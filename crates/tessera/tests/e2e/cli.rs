@@ -310,6 +310,51 @@ async fn client_add_prints_a_secret_that_works_at_the_token_endpoint() {
     assert_eq!(tessera.run(&["client", "show", "billing"]).code(), 1);
 }
 
+/// A mistyped data directory: commands that read or change a deployment refuse it instead of
+/// creating an empty database and answering "nothing" (exit 0); `add` commands create it.
+#[test]
+fn a_wrong_data_dir_is_named_not_created() {
+    let dir = temp();
+    let tessera = Tessera::new(dir.path());
+    for args in [
+        &["--data-dir", "nowhere", "lockout", "list"][..],
+        &["--data-dir", "nowhere", "user", "list"],
+        &["--data-dir", "nowhere", "client", "list"],
+        &["--data-dir", "nowhere", "keys", "list"],
+        &["--data-dir", "nowhere", "user", "disable", "alice"],
+    ] {
+        let r = tessera.run(args);
+        assert_eq!(r.code(), 1, "{args:?}: {}", r.stdout());
+        assert!(
+            r.stderr().contains("no database at"),
+            "{args:?}: {}",
+            r.stderr()
+        );
+    }
+    assert!(!dir.path().join("nowhere").exists(), "nothing was created");
+    tessera
+        .run_with_stdin(
+            &[
+                "--data-dir",
+                "somewhere",
+                "user",
+                "add",
+                "alice",
+                "--password-stdin",
+            ],
+            "correct horse battery\n",
+        )
+        .ok();
+    let list = tessera
+        .run(&["--data-dir", "somewhere", "lockout", "list", "--json"])
+        .ok();
+    assert!(
+        list.stdout().contains("\"locked_now\""),
+        "{}",
+        list.stdout()
+    );
+}
+
 #[test]
 fn users_are_managed_with_passwords_from_stdin() {
     let dir = temp();
