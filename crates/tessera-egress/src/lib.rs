@@ -426,9 +426,10 @@ mod tests {
 
     #[tokio::test]
     async fn classifies_refused_and_timeout() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
+        // Bound but never listening: refuses connections, and no parallel test can take it.
+        let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+        refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = refusing.local_addr().unwrap();
         let e = client()
             .fetch_json(&format!("http://{addr}/"))
             .await

@@ -1379,10 +1379,11 @@ mod tests {
 
     #[tokio::test]
     async fn refused_is_unavailable_with_host_and_backoff() {
-        // Find a port nobody listens on.
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        drop(l);
+        // A port bound but never listening: refuses connections, and no parallel test can
+        // take it while the test runs.
+        let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+        refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = refusing.local_addr().unwrap().port();
         let url = format!("ldap://127.0.0.1:{port}");
         let p = LdapProvider::new("corp".into(), cfg(&[&url])).unwrap();
         let mut trace = Trace::new(true);

@@ -103,11 +103,13 @@ fn silent_server() -> u16 {
     port
 }
 
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
-    port
+/// A loopback port that refuses connections for as long as the guard lives: bound but never
+/// listening, so no other test can take it in the meantime (a port merely closed again was
+/// seen taken by a parallel test's server, which then reset the connection).
+fn closed_port() -> (u16, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    (socket.local_addr().unwrap().port(), socket)
 }
 
 struct Pki {
@@ -326,7 +328,7 @@ async fn direct_success_and_http_status() {
 
 #[tokio::test]
 async fn refused_port() {
-    let port = closed_port();
+    let (port, _refusing) = closed_port();
     let r = probe_get(&format!("http://127.0.0.1:{port}/"), &fast()).await;
     let f = r.failure.clone().unwrap();
     assert_eq!(f.code, codes::REFUSED, "{f}");
@@ -468,7 +470,7 @@ async fn proxy_tunnels_to_an_allowed_tls_server() {
 
 #[tokio::test]
 async fn proxy_down() {
-    let port = closed_port();
+    let (port, _refusing) = closed_port();
     let opts = via(&format!("http://127.0.0.1:{port}"), Some(vec![]));
     let r = probe_get("https://idp.example.test/", &opts).await;
     let f = r.failure.clone().unwrap();
