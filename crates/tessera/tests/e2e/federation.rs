@@ -646,40 +646,15 @@ async fn clock_skew_beyond_tolerance_is_named() {
 }
 
 /// A man in the middle: alters one claim of the ID token in the token response.
-struct Tampering(EgressUpstreamHttp);
-
-#[async_trait]
-impl UpstreamHttp for Tampering {
-    async fn get(
-        &self,
-        url: &str,
-        accept: &str,
-        bearer: Option<&str>,
-    ) -> Result<Vec<u8>, TransportError> {
-        self.0.get(url, accept, bearer).await
-    }
-    async fn post_form(
-        &self,
-        url: &str,
-        form: &[(String, String)],
-        basic: Option<(&str, &str)>,
-    ) -> Result<HttpReply, TransportError> {
-        let mut reply = self.0.post_form(url, form, basic).await?;
-        let mut body: Value = serde_json::from_slice(&reply.body).unwrap();
-        if let Some(t) = body["id_token"].as_str() {
-            let parts: Vec<&str> = t.split('.').collect();
-            let (_, mut claims) = jwt_parts(t);
-            claims["sub"] = json!("mallory");
-            use base64::Engine as _;
-            let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(serde_json::to_vec(&claims).unwrap());
-            body["id_token"] = json!(format!("{}.{}.{}", parts[0], payload, parts[2]));
-            reply.body = serde_json::to_vec(&body).unwrap();
-        }
-        Ok(reply)
-    }
-    async fn proxy_refusal(&self, url: &str) -> Option<ProxyRefusal> {
-        self.0.proxy_refusal(url).await
+fn tamper_id_token_sub(body: &mut Value) {
+    if let Some(t) = body["id_token"].as_str() {
+        let parts: Vec<&str> = t.split('.').collect();
+        let (_, mut claims) = jwt_parts(t);
+        claims["sub"] = json!("mallory");
+        use base64::Engine as _;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&claims).unwrap());
+        body["id_token"] = json!(format!("{}.{}.{}", parts[0], payload, parts[2]));
     }
 }
 
@@ -779,10 +754,10 @@ async fn tampered_id_token_is_a_bad_signature() {
     let s = setup().await;
     s.install_with(
         s.raw(),
-        Arc::new(Tampering(EgressUpstreamHttp::new(
-            egress(),
-            ProxySettings::direct(),
-        ))),
+        Arc::new(TokenRewrite(
+            EgressUpstreamHttp::new(egress(), ProxySettings::direct()),
+            tamper_id_token_sub,
+        )),
     );
     s.trace_on();
     let r = s.sign_in(&mut Browser::new()).await;
